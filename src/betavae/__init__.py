@@ -1,0 +1,1 @@
+"""Train β-VAEs with PyTorch Lightning and Hydra, and put them to use."""

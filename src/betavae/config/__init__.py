@@ -1,0 +1,1 @@
+"""Hydra configuration: where the YAML lives, and the schemas that validate it."""

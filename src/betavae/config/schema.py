@@ -1,0 +1,276 @@
+"""Structured-config schemas: the one place where every key's type, default and range live.
+
+Hydra merges the YAML files in `conf/` onto these dataclasses, so a value of the wrong type
+fails while the config is composed, before any run directory exists. Ranges are checked in
+`__post_init__`, which runs when `validate` turns the composed config into these objects.
+Each check raises a `UserError` naming the full key, the bad value and what is allowed.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from betavae.errors import UserError
+
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+NETWORKS = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+SCHEDULERS = ("none", "cosine", "plateau")
+
+
+class _Checked:
+    """Mixin giving each schema a `_require` that reports the key by its full dotted path."""
+
+    section: ClassVar[str]
+
+    def _require(self, ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            value = getattr(self, key)
+            raise UserError(f"{self.section}.{key}={value!r} is not allowed: {allowed}")
+
+    def _require_positive_ints(self, key: str, values: Sequence[int], allow_empty: bool) -> None:
+        ok = (allow_empty or len(values) > 0) and all(v >= 1 for v in values)
+        self._require(ok, key, "a list of integers >= 1, e.g. [400]")
+
+
+@dataclass
+class ModelConfig(_Checked):
+    """What every network shares: the latent space, the likelihood, β and the optimizer."""
+
+    section: ClassVar[str] = "model"
+    network: str = MISSING
+    latent_dim: int = 10
+    hidden_dims: list[int] = field(default_factory=lambda: [400])
+    likelihood: str = "bernoulli"
+    gaussian_std: float = 0.1
+    learn_gaussian_std: bool = False
+    beta: float = 1.0
+    beta_warmup_steps: int = 0
+    lr: float = 1e-3
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+
+    def __post_init__(self) -> None:
+        self._require(self.network in NETWORKS, "network", f"one of {', '.join(NETWORKS)}")
+        self._require(self.latent_dim >= 1, "latent_dim", "an integer >= 1")
+        self._require_positive_ints("hidden_dims", self.hidden_dims, allow_empty=True)
+        self._require(self.likelihood in LIKELIHOODS, "likelihood", " or ".join(LIKELIHOODS))
+        self._require(self.gaussian_std > 0, "gaussian_std", "a number > 0")
+        self._require(self.beta >= 0, "beta", "a number >= 0")
+        self._require(self.beta_warmup_steps >= 0, "beta_warmup_steps", "an integer >= 0")
+        self._require(self.lr > 0, "lr", "a number > 0")
+        betas_ok = len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas)
+        self._require(betas_ok, "adam_betas", "two numbers in [0, 1), e.g. [0.9, 0.999]")
+        self._require(self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        self._require(self.scheduler in SCHEDULERS, "scheduler", f"one of {', '.join(SCHEDULERS)}")
+
+
+@dataclass
+class MLPModelConfig(ModelConfig):
+    network: str = "mlp"
+
+
+@dataclass
+class ConvModelConfig(ModelConfig):
+    network: str = "conv"
+    channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
+    hidden_dims: list[int] = field(default_factory=lambda: [256])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require_positive_ints("channels", self.channels, allow_empty=False)
+
+
+@dataclass
+class DataConfig(_Checked):
+    """Keys every data set shares; `_target_` names its LightningDataModule."""
+
+    section: ClassVar[str] = "data"
+    _target_: str = MISSING
+    batch_size: int = 128
+    num_workers: int = 2
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._require(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        self._require(self.num_workers >= 0, "num_workers", "an integer >= 0")
+        self._require(0 < self.val_fraction < 1, "val_fraction", "a number in (0, 1)")
+
+
+@dataclass
+class _HeldOutTestConfig(DataConfig):
+    """Data sets without an official test split carve one out, like the validation split."""
+
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(0 < self.test_fraction < 1, "test_fraction", "a number in (0, 1)")
+        total_ok = self.val_fraction + self.test_fraction < 1
+        self._require(total_ok, "test_fraction", "val_fraction + test_fraction must be < 1")
+
+
+def _check_image_size(config: _Checked, image_size: int) -> None:
+    config._require(image_size >= 8, "image_size", "an integer >= 8")
+
+
+@dataclass
+class SpritesDataConfig(_HeldOutTestConfig):
+    data_dir: str = MISSING
+    num_workers: int = 0
+    num_examples: int = 20000
+    image_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(self.num_examples >= 10, "num_examples", "an integer >= 10")
+        _check_image_size(self, self.image_size)
+
+
+@dataclass
+class TorchvisionDataConfig(DataConfig):
+    data_dir: str = MISSING
+    download: bool = False
+
+
+@dataclass
+class CelebADataConfig(TorchvisionDataConfig):
+    image_size: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_image_size(self, self.image_size)
+
+
+@dataclass
+class ImageFolderDataConfig(_HeldOutTestConfig):
+    path: str = MISSING
+    image_size: int = 64
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_image_size(self, self.image_size)
+        self._require(self.channels in (1, 3), "channels", "1 (grayscale) or 3 (RGB)")
+
+
+@dataclass
+class TrainerConfig(_Checked):
+    """The subset of `lightning.Trainer` arguments a run is configured with."""
+
+    section: ClassVar[str] = "trainer"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    max_epochs: int = 10
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = 50
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        self._require(self.max_epochs >= 1, "max_epochs", "an integer >= 1")
+        self._require(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
+        self._require(self.num_nodes >= 1, "num_nodes", "an integer >= 1")
+        self._require(self.log_every_n_steps >= 1, "log_every_n_steps", "an integer >= 1")
+        every_ok = self.check_val_every_n_epoch >= 1
+        self._require(every_ok, "check_val_every_n_epoch", "an integer >= 1")
+        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            self._require(_is_batch_limit(getattr(self, key)), key, _BATCH_LIMIT_HELP)
+
+
+_BATCH_LIMIT_HELP = "null (all), an integer >= 1 (batches) or a fraction in (0, 1]"
+
+
+def _is_batch_limit(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1
+    return isinstance(value, float) and 0 < value <= 1
+
+
+@dataclass
+class CheckpointConfig(_Checked):
+    section: ClassVar[str] = "callbacks.checkpoint"
+    every_n_train_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        steps = self.every_n_train_steps
+        self._require(steps is None or steps >= 1, "every_n_train_steps", "null or an integer >= 1")
+
+
+@dataclass
+class ImagesConfig(_Checked):
+    section: ClassVar[str] = "callbacks.images"
+    every_n_epochs: int = 1
+    num_reconstructions: int = 8
+    num_samples: int = 64
+
+    def __post_init__(self) -> None:
+        self._require(self.every_n_epochs >= 1, "every_n_epochs", "an integer >= 1")
+        self._require(self.num_reconstructions >= 1, "num_reconstructions", "an integer >= 1")
+        self._require(self.num_samples >= 1, "num_samples", "an integer >= 1")
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = "outputs"
+    multirun_dir: str = "multirun"
+    data_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    """The root of `conf/train.yaml`: data and model are typed by their own group's schema."""
+
+    data: Any = MISSING
+    model: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = MISSING
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    resume: str | None = None
+    ckpt_path: str | None = None
+
+
+def register_schemas() -> None:
+    """Make the schemas visible to Hydra; `conf/` files extend them via `/schema/...` defaults."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for name, node in {"mlp": MLPModelConfig, "conv": ConvModelConfig}.items():
+        store.store(group="schema/model", name=name, node=node)
+    data_schemas = {
+        "sprites": SpritesDataConfig,
+        "torchvision": TorchvisionDataConfig,
+        "celeba": CelebADataConfig,
+        "image_folder": ImageFolderDataConfig,
+    }
+    for name, node in data_schemas.items():
+        store.store(group="schema/data", name=name, node=node)
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Run every range check; the composed config has already been type-checked by Hydra."""
+    return OmegaConf.to_object(cfg)

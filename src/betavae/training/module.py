@@ -1,0 +1,137 @@
+"""The LightningModule: a VAE, the β-ELBO objective with its β schedule, and Adam."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from betavae.errors import UserError
+from betavae.vae import ELBOTerms, build_vae, elbo_terms
+
+# Hyper-parameters that fix the shapes of the weights: a checkpoint only fits a module whose
+# values for these match.
+ARCHITECTURE_KEYS = (
+    "image_shape",
+    "network",
+    "latent_dim",
+    "hidden_dims",
+    "channels",
+    "likelihood",
+    "learn_gaussian_std",
+)
+
+
+class VAEModule(pl.LightningModule):
+    """Trains a VAE on `loss = recon + β·KL` and reports the β = 1 bound as `elbo`.
+
+    All arguments are plain Python values so that checkpoints load with the default
+    `torch.load(weights_only=True)` and `VAEModule.load_from_checkpoint(path)` alone.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        latent_dim: int = 10,
+        network: str = "mlp",
+        hidden_dims: Sequence[int] = (400,),
+        channels: Sequence[int] = (),
+        likelihood: str = "bernoulli",
+        gaussian_std: float = 0.1,
+        learn_gaussian_std: bool = False,
+        beta: float = 1.0,
+        beta_warmup_steps: int = 0,
+        lr: float = 1e-3,
+        adam_betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+    ) -> None:
+        super().__init__()
+        # Plain lists, not tuples or ListConfigs, so the saved hyper-parameters round-trip
+        # through YAML and the weights-only unpickler unchanged (save_hyperparameters reads these
+        # locals). They reach TensorBoard's HPARAMS tab once, with the final metrics, from the
+        # train app, hence logger=False.
+        image_shape, hidden_dims = list(image_shape), list(hidden_dims)
+        channels, adam_betas = list(channels), list(adam_betas)
+        self.save_hyperparameters(logger=False)
+        self.vae = build_vae(
+            image_shape=tuple(image_shape),
+            latent_dim=latent_dim,
+            network=network,
+            hidden_dims=hidden_dims,
+            channels=channels,
+            likelihood=likelihood,
+            gaussian_std=gaussian_std,
+            learn_gaussian_std=learn_gaussian_std,
+        )
+
+    def architecture(self) -> dict[str, Any]:
+        return {key: self.hparams[key] for key in ARCHITECTURE_KEYS}
+
+    @property
+    def beta(self) -> float:
+        """β now: the target value, reached linearly over `beta_warmup_steps` optimizer steps."""
+        target, warmup = self.hparams.beta, self.hparams.beta_warmup_steps
+        if warmup == 0:
+            return target
+        return target * min(1.0, self.global_step / warmup)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Deterministic reconstruction, the natural meaning of calling a trained VAE."""
+        return self.vae.reconstruct(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        terms = elbo_terms(self.vae, batch[0])
+        beta = self.beta
+        loss = terms.loss(beta)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict(
+            {
+                "train/recon": terms.recon.mean(),
+                "train/kl": terms.kl.sum(1).mean(),
+                "train/beta": beta,
+                "train/lr": self.optimizers().param_groups[0]["lr"],
+            }
+        )
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._log_epoch_metrics("val", elbo_terms(self.vae, batch[0]))
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._log_epoch_metrics("test", elbo_terms(self.vae, batch[0]))
+
+    def _log_epoch_metrics(self, stage: str, terms: ELBOTerms) -> None:
+        # Weighted by batch size and reduced across DDP ranks, so each epoch value is the
+        # per-example mean over the whole split.
+        batch_size = terms.recon.shape[0]
+        self.log(f"{stage}/elbo", terms.elbo, prog_bar=True, batch_size=batch_size, sync_dist=True)
+        others = {
+            f"{stage}/loss": terms.loss(self.beta),
+            f"{stage}/recon": terms.recon.mean(),
+            f"{stage}/kl": terms.kl.sum(1).mean(),
+        }
+        self.log_dict(others, batch_size=batch_size, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=hp.lr, betas=tuple(hp.adam_betas), weight_decay=hp.weight_decay
+        )
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "cosine":
+            total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": cosine, "interval": "step"},
+            }
+        if hp.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": plateau, "monitor": "val/elbo", "interval": "epoch"},
+            }
+        raise UserError(f"model.scheduler={hp.scheduler!r} is not allowed: none, cosine or plateau")

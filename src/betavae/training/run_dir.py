@@ -1,0 +1,78 @@
+"""A run directory's layout, and continuing a run inside it (`resume=<run dir>`)."""
+
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from betavae.errors import UserError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
+
+# The only settings a resumed run may change: anything else would make the continued run a
+# different experiment under the same name.
+_RESUME_MAY_CHANGE = ("resume", "trainer.max_epochs")
+
+
+def require_run_dir(path: Path, key: str) -> Path:
+    if not (path / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{key}={path}: not a betavae run directory (no {CONFIG_FILE} in it); "
+            "pass a directory made by betavae-train, e.g. outputs/<date>/<time>"
+        )
+    return path
+
+
+def resume_overrides(argv: list[str]) -> list[str]:
+    """Hydra overrides that put a `resume=<run dir>` run into that directory, untouched.
+
+    They must be known before Hydra creates the run directory, so they are read from the
+    command line. `hydra.output_subdir=null` keeps the run's original `.hydra/` record.
+    """
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith("resume=")]
+    if not values or values[-1] in ("", "null"):
+        return []
+    run_dir = require_run_dir(Path(values[-1]), "resume")
+    quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")
+    return [f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
+
+
+def resumed_config(cfg: DictConfig, task_overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The saved config of the run being resumed (max_epochs maybe raised) and its last.ckpt."""
+    run_dir = Path(cfg.resume)
+    saved = OmegaConf.load(require_run_dir(run_dir, "resume") / CONFIG_FILE)
+    for override in task_overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in _RESUME_MAY_CHANGE:
+            raise UserError(
+                f"{override}: a resumed run keeps its config, only trainer.max_epochs may be "
+                f"raised; to change it, start a new run with ckpt_path={run_dir / LAST_CHECKPOINT}"
+            )
+    if any(o.startswith("trainer.max_epochs=") for o in task_overrides):
+        if cfg.trainer.max_epochs < saved.trainer.max_epochs:
+            raise UserError(
+                f"trainer.max_epochs={cfg.trainer.max_epochs} is below the resumed run's "
+                f"{saved.trainer.max_epochs}; a resumed run may only raise it"
+            )
+        saved.trainer.max_epochs = cfg.trainer.max_epochs
+    checkpoint = run_dir / LAST_CHECKPOINT
+    if not checkpoint.is_file():
+        raise UserError(
+            f"resume={run_dir}: {LAST_CHECKPOINT} is missing, the run stopped before its first "
+            "checkpoint; start it again without resume"
+        )
+    return saved, checkpoint
+
+
+def remove_fresh_run_dir(run_dir: Path, root: Path) -> None:
+    """Delete a run directory that a failed start created, and its emptied parents up to root."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    root = root.resolve()
+    parent = run_dir.resolve().parent
+    while parent != root and root in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
