@@ -1,0 +1,73 @@
+"""What every data module shares: the loader settings and the seeded carving of splits."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset, random_split
+
+from betavae.errors import UserError
+
+
+class BaseDataModule(LightningDataModule, ABC):
+    """Serves `train_set`, `val_set` and `test_set`, which a subclass's `setup` fills in.
+
+    The ranges of the constructor arguments are checked by the config schema, where a user
+    meets them first; a data module repeats a check only where a bad value would go unnoticed.
+    """
+
+    def __init__(self, batch_size: int, num_workers: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    @abstractmethod
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image; known before any data is read so the model can be built."""
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before its data loaders")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            # Re-spawning workers every epoch costs seconds per epoch on small data sets.
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+def split_off(dataset: Dataset, fractions: Sequence[float], seed: int) -> list[Subset]:
+    """Return `[rest, *parts]`, each part holding `fraction` of `dataset`, chosen at random.
+
+    The generator is private and seeded, so the same seed gives the same split in every
+    process and every run, whatever the global random state is: a validation example
+    never leaks into training when a run is resumed or repeated. A part asked for never
+    rounds down to nothing, since an empty validation set would silently skip validation.
+    """
+    total = len(dataset)  # type: ignore[arg-type]
+    sizes = [max(1, round(total * fraction)) if fraction > 0 else 0 for fraction in fractions]
+    rest = total - sum(sizes)
+    if rest < 1:
+        raise UserError(
+            f"only {total} examples, too few to hold out fractions {list(fractions)} and still "
+            "train; add examples or lower data.val_fraction / data.test_fraction"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return random_split(dataset, [rest, *sizes], generator=generator)
