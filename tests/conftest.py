@@ -1,8 +1,5 @@
-"""Shared helpers: composing the real configs, and running the real console script."""
+"""Shared fixtures: a session-wide data cache, and composing the real configs."""
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,19 +10,6 @@ from omegaconf import DictConfig
 
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas
-
-# Small, fast settings for runs that only need to exercise the machinery.
-TINY_RUN = [
-    "data.num_examples=600",
-    "data.image_size=32",
-    "data.batch_size=64",
-    "model.hidden_dims=[64]",
-    "model.latent_dim=4",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.log_every_n_steps=2",
-]
 
 
 @pytest.fixture(scope="session")
@@ -46,22 +30,3 @@ def compose_train() -> Iterator:
 
         yield _compose
     GlobalHydra.instance().clear()
-
-
-def console_script(name: str) -> str:
-    """The installed entry point next to this interpreter (works without an activated venv)."""
-    return str(Path(sys.executable).parent / name)
-
-
-def run_cli(
-    args: list[str], cwd: Path, data_dir: Path, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [console_script("betavae-train"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

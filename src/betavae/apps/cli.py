@@ -2,7 +2,8 @@
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
@@ -39,21 +40,28 @@ def _chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def run_app(app: Callable[[], object], name: str, extra_overrides: Callable[[], list[str]]) -> None:
-    """Call a `@hydra.main` function; print user errors as `<name>: error: <line>` and exit 2.
-
-    `extra_overrides` computes overrides the app derives from the command line itself.
-
-    HYDRA_FULL_ERROR makes Hydra raise instead of printing its own multi-line report, so the
-    error reaches this function; unexpected exceptions still show their full traceback.
-    """
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+@contextmanager
+def exit_on_user_error(name: str) -> Iterator[None]:
+    """Print a user mistake as `<name>: error: <line>` and exit 2; let genuine bugs raise."""
     try:
-        sys.argv += extra_overrides()
-        app()
+        yield
     except Exception as error:
         line = describe_user_error(error)
         if line is None:
             raise
         print(f"{name}: error: {line}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
+
+
+def run_app(app: Callable[[], object], name: str, extra_overrides: Callable[[], list[str]]) -> None:
+    """Call a `@hydra.main` function with user errors reported as one line.
+
+    `extra_overrides` computes overrides the app derives from the command line itself.
+    HYDRA_FULL_ERROR makes Hydra raise composition errors instead of printing its own
+    multi-line report. Errors inside the task should be caught there with
+    `exit_on_user_error` too: Hydra would otherwise print a line of its own before them.
+    """
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    with exit_on_user_error(name):
+        sys.argv += extra_overrides()
+        app()

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.apps.cli import run_app
+from betavae.apps.cli import exit_on_user_error, run_app
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.errors import UserError
@@ -33,6 +33,7 @@ from betavae.training.run_dir import (
 )
 
 register_schemas()
+APP_NAME = "betavae-train"
 
 
 def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
@@ -78,8 +79,9 @@ def _prepare(
     module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
     if checkpoint is not None:
         check_checkpoint_fits(checkpoint, module, "resume" if resuming else "ckpt_path")
-    # Fails here, not mid-fit, when data is missing offline.
+    # Missing data fails here, before the run has files, not in the middle of `fit`.
     datamodule.prepare_data()
+    datamodule.setup("fit")
     OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
     return datamodule, module, checkpoint, cfg
 
@@ -87,7 +89,8 @@ def _prepare(
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
-    return train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    with exit_on_user_error(APP_NAME):
+        return train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
 
 
 def _quiet_lightning() -> None:
@@ -104,4 +107,4 @@ def _quiet_lightning() -> None:
 
 def main() -> None:
     _quiet_lightning()
-    run_app(_hydra_main, "betavae-train", lambda: resume_overrides(sys.argv[1:]))
+    run_app(_hydra_main, APP_NAME, lambda: resume_overrides(sys.argv[1:]))

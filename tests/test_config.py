@@ -1,0 +1,99 @@
+"""Every config in conf/ composes and instantiates; bad values fail at start with one line."""
+
+import re
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+from helpers import run_cli
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from betavae.config.paths import config_dir
+from betavae.config.schema import validate
+from betavae.errors import UserError
+from betavae.training.callbacks import build_callbacks
+from betavae.training.module import VAEModule
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("data", _options("data"))
+@pytest.mark.parametrize("model", _options("model"))
+def test_every_data_and_model_option_instantiates(compose_train, tmp_path, data, model):
+    cfg = compose_train([f"data={data}", f"model={model}", f"paths.data_dir={tmp_path}"])
+    if data == "image_folder":
+        cfg.data.path = str(tmp_path)
+    validate(cfg)
+    datamodule = instantiate(cfg.data)
+    module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
+
+    assert isinstance(datamodule, pl.LightningDataModule)
+    assert module.hparams.network == model
+    assert len(datamodule.image_shape) == 3
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes_and_validates(compose_train, experiment):
+    cfg = compose_train([f"experiment={experiment}"])
+    validate(cfg)
+    assert cfg.model.network in ("mlp", "conv")
+
+
+@pytest.mark.parametrize("trainer", _options("trainer"))
+def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
+    compose_train, tmp_path, trainer
+):
+    cfg = compose_train([f"trainer={trainer}"])
+    validate(cfg)
+    built = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer),
+        logger=instantiate(cfg.logger, save_dir=str(tmp_path)),
+        callbacks=build_callbacks(cfg.callbacks, tmp_path),
+    )
+    assert built.max_epochs == cfg.trainer.max_epochs
+    assert Path(built.logger.log_dir) == tmp_path / "tensorboard"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.latent_dim=0", "model.latent_dim=0 is not allowed: an integer >= 1"),
+        ("model.beta=-1", "model.beta=-1.0 is not allowed: a number >= 0"),
+        ("model.adam_betas=[0.9]", "model.adam_betas=[0.9] is not allowed"),
+        ("model.scheduler=linear", "model.scheduler='linear' is not allowed"),
+        ("data.val_fraction=1.5", "data.val_fraction=1.5 is not allowed"),
+        ("data.test_fraction=0.95", "val_fraction + test_fraction must be < 1"),
+        ("trainer.precision=16", "trainer.precision='16' is not allowed"),
+        ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 is not allowed"),
+        ("callbacks.checkpoint.every_n_train_steps=0", "every_n_train_steps=0 is not allowed"),
+    ],
+)
+def test_out_of_range_values_name_the_key(compose_train, override, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate(compose_train([override]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.latent_dim=-3", "model.latent_dim=-3 is not allowed: an integer >= 1"),
+        ("model.beta=abc", "model.beta: Value 'abc' of type 'str' could not be converted to Float"),
+        ("data=nope", "data=nope: no such option; choose one of: celeba, cifar10,"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 is not allowed: an integer >= 1"),
+    ],
+)
+def test_bad_command_line_values_end_in_one_line_and_leave_nothing(
+    tmp_path, data_dir, override, expected
+):
+    result = run_cli([override], cwd=tmp_path, data_dir=data_dir)
+
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"betavae-train: error: {expected}")
+    assert "Traceback" not in result.stdout
+    assert not any((tmp_path / "outputs").rglob("*"))
