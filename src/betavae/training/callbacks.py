@@ -67,10 +67,15 @@ def _tensorboard(trainer: pl.Trainer) -> TensorBoardLogger | None:
 
 
 def build_callbacks(config: DictConfig, run_dir: Path) -> list[Callback]:
-    """The best checkpoint (by `val/elbo`) first, so `trainer.checkpoint_callback` is that one."""
+    """The best checkpoint (by `val/elbo`) first, so `trainer.checkpoint_callback` is that one.
+
+    Without the version counter the files keep their names (`best.ckpt`, `last.ckpt`) even in a
+    run directory that was moved before being resumed, where Lightning would add `-v1`.
+    """
     checkpoint_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(
         dirpath=checkpoint_dir,
+        enable_version_counter=False,
         filename=BEST_NAME,
         monitor="val/elbo",
         mode="min",
@@ -79,6 +84,7 @@ def build_callbacks(config: DictConfig, run_dir: Path) -> list[Callback]:
     )
     last = ModelCheckpoint(
         dirpath=checkpoint_dir,
+        enable_version_counter=False,
         save_top_k=0,
         save_last=True,
         every_n_epochs=1,
