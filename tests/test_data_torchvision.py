@@ -5,7 +5,6 @@ back. CIFAR10 and CelebA check the MD5 sums of the real files, which no made-up 
 match, so for them only the messages and shapes are tested.
 """
 
-import struct
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,26 +19,20 @@ from betavae.data import (
     FashionMNISTDataModule,
     MNISTDataModule,
 )
+from betavae.data.idx import write_mnist_raw
 from betavae.data.torchvision_sets import TorchvisionDataModule
 from betavae.errors import UserError
-
-
-def write_idx(path: Path, magic: int, array: Tensor) -> None:
-    header = struct.pack(">i", magic) + b"".join(struct.pack(">i", n) for n in array.shape)
-    path.write_bytes(header + array.numpy().tobytes())
 
 
 def write_mnist_files(raw_dir: Path, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
     """Write 60 training and 20 test images in idx format; return what was written."""
     generator = torch.Generator().manual_seed(seed)
-    raw_dir.mkdir(parents=True)
     written = {}
     for prefix, count in (("train", 60), ("t10k", 20)):
         images = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8, generator=generator)
         labels = torch.randint(0, 10, (count,), dtype=torch.uint8, generator=generator)
-        write_idx(raw_dir / f"{prefix}-images-idx3-ubyte", 2051, images)
-        write_idx(raw_dir / f"{prefix}-labels-idx1-ubyte", 2049, labels)
         written[prefix] = (images, labels)
+    write_mnist_raw(raw_dir, train=written["train"], test=written["t10k"])
     return written
 
 
