@@ -83,30 +83,21 @@ class MNISTDataModule(TorchvisionDataModule):
     dataset_name = "MNIST"
     files_subdir = "MNIST/raw"
     dataset_class = datasets.MNIST
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (1, 28, 28)
+    image_shape = (1, 28, 28)
 
 
 class FashionMNISTDataModule(TorchvisionDataModule):
     dataset_name = "FashionMNIST"
     files_subdir = "FashionMNIST/raw"
     dataset_class = datasets.FashionMNIST
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (1, 28, 28)
+    image_shape = (1, 28, 28)
 
 
 class CIFAR10DataModule(TorchvisionDataModule):
     dataset_name = "CIFAR10"
     files_subdir = "cifar-10-batches-py"
     dataset_class = datasets.CIFAR10
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (3, 32, 32)
+    image_shape = (3, 32, 32)
 
 
 class CelebADataModule(TorchvisionDataModule):

@@ -57,6 +57,12 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
             logger.log_hyperparams(hparams, metrics=hp_metrics)
 
 
+def _shown(path: Path | str) -> str:
+    """A path as the user would type it: relative to the current directory when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
     """The few lines a user reads at the end: how good the model is, and where things went."""
     rows = [
@@ -69,10 +75,10 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
     lines += [
-        f"Run directory:   {run_dir}",
-        f"Best checkpoint: {metrics['best_checkpoint']}",
-        f"Metrics:         {run_dir / METRICS_FILE}",
-        f"TensorBoard:     tensorboard --logdir {run_dir / TENSORBOARD_DIR}",
-        f"Continue it:     betavae-train resume={run_dir} trainer.max_epochs=<more>",
+        f"Run directory:   {_shown(run_dir)}",
+        f"Best checkpoint: {_shown(metrics['best_checkpoint'])}",
+        f"Metrics:         {_shown(run_dir / METRICS_FILE)}",
+        f"TensorBoard:     tensorboard --logdir {_shown(run_dir / TENSORBOARD_DIR)}",
+        f"Continue it:     betavae-train resume={_shown(run_dir)} trainer.max_epochs=<more>",
     ]
     return "\n".join(lines)
