@@ -166,4 +166,4 @@ def test_batches_follow_the_contract(tmp_path: Path) -> None:
     assert sum(len(batch[0]) for batch in val_batches) == 50
     first_val = [batch[1] for batch in module.val_dataloader()]
     assert all(torch.equal(a[1], b) for a, b in zip(val_batches, first_val, strict=True))
-    assert len(module.test_dataloader().dataset) == 50
+    assert sum(len(batch[0]) for batch in module.test_dataloader()) == 50

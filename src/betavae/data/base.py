@@ -1,12 +1,15 @@
-"""What every data module shares: the loader settings and the seeded carving of splits."""
+"""What every data module shares: the loaders, and the seeded carving of splits."""
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
+from betavae.data.in_memory import InMemoryBatches, split_tensors
 from betavae.errors import UserError
 
 
@@ -24,24 +27,45 @@ class BaseDataModule(LightningDataModule, ABC):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self._train_batches: InMemoryBatches | DataLoader | None = None
 
     @property
     @abstractmethod
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of every image; known before any data is read so the model can be built."""
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+    def train_dataloader(self) -> InMemoryBatches | DataLoader:
+        self._train_batches = self._loader(self.train_set, shuffle=True)
+        return self._train_batches
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> InMemoryBatches | DataLoader:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> InMemoryBatches | DataLoader:
         return self._loader(self.test_set, shuffle=False)
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count training batches as they are used, which is what a mid-epoch resume skips."""
+        if self.trainer.training and isinstance(self._train_batches, InMemoryBatches):
+            self._train_batches.consumed += 1
+        return batch
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> InMemoryBatches | DataLoader:
+        """The fast in-memory path where the split is whole tensors, else a DataLoader."""
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its data loaders")
+        tensors = split_tensors(dataset)
+        if tensors is not None:
+            # The seed Lightning's own DistributedSampler uses: every DDP rank must draw the
+            # same order to take disjoint shards of it.
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            batches = InMemoryBatches(*tensors, self.batch_size, shuffle, seed)
+            trainer = self.trainer
+            if trainer is None:
+                return batches
+            return batches.shard(trainer.global_rank, trainer.world_size).to(
+                trainer.strategy.root_device
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

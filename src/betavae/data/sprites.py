@@ -124,6 +124,10 @@ class SpritesDataset(Dataset):
         # Pixels are already 0 or 1, so a cast is the whole conversion to [0, 1] floats.
         return self.images[index].float(), self.factors[index]
 
+    def tensors_uint8(self) -> tuple[Tensor, Tensor, int]:
+        """The whole set for the in-memory fast path; pixels are 0 or 1, so `pixel_max` is 1."""
+        return self.images, self.factors, 1
+
 
 class SpritesDataModule(BaseDataModule):
     """Renders the sprites once, caches them under `data_dir`, and splits them by `split_seed`.
