@@ -51,7 +51,7 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
     built = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer),
         logger=instantiate(cfg.logger, save_dir=str(tmp_path)),
-        callbacks=build_callbacks(cfg.callbacks, tmp_path),
+        callbacks=build_callbacks(cfg.callbacks, tmp_path, cfg.trainer.enable_progress_bar),
     )
     assert built.max_epochs == cfg.trainer.max_epochs
     assert Path(built.logger.log_dir) == tmp_path / "tensorboard"
@@ -69,6 +69,7 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
         ("trainer.precision=16", "trainer.precision='16' is not allowed"),
         ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 is not allowed"),
         ("callbacks.checkpoint.every_n_train_steps=0", "every_n_train_steps=0 is not allowed"),
+        ("callbacks.progress_bar.refresh_rate=0", "refresh_rate=0 is not allowed"),
     ],
 )
 def test_out_of_range_values_name_the_key(compose_train, override, message):

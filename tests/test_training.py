@@ -69,6 +69,9 @@ def test_training_lowers_val_elbo_and_logs_every_scalar(trained):
     expected = {f"{s}/{m}" for s in ("val", "test") for m in ("loss", "recon", "kl", "elbo")}
     expected |= {"train/loss", "train/recon", "train/kl", "train/beta"}
     assert expected <= scalars
+    # TINY_RUN logs every 2 steps: one point per 2 training batches, their mean.
+    logged_steps = [e.step for e in events.Scalars("train/loss")]
+    assert logged_steps == list(range(1, _metrics(trained)["global_step"], 2))
     assert len(val_elbo) == EPOCHS
     assert val_elbo[-1] < val_elbo[0] - 10
     assert val_elbo[-1] == pytest.approx(_metrics(trained)["val/elbo"], rel=1e-5)

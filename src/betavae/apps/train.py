@@ -48,7 +48,7 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
-        callbacks=build_callbacks(cfg.callbacks, run_dir),
+        callbacks=build_callbacks(cfg.callbacks, run_dir, cfg.trainer.enable_progress_bar),
         default_root_dir=run_dir,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)

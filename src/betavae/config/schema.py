@@ -228,9 +228,19 @@ class ImagesConfig(_Checked):
 
 
 @dataclass
+class ProgressBarConfig(_Checked):
+    section: ClassVar[str] = "callbacks.progress_bar"
+    refresh_rate: int = 10
+
+    def __post_init__(self) -> None:
+        self._require(self.refresh_rate >= 1, "refresh_rate", "an integer >= 1")
+
+
+@dataclass
 class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    progress_bar: ProgressBarConfig = field(default_factory=ProgressBarConfig)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 from torch import Tensor
@@ -66,7 +66,7 @@ def _tensorboard(trainer: pl.Trainer) -> TensorBoardLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
-def build_callbacks(config: DictConfig, run_dir: Path) -> list[Callback]:
+def build_callbacks(config: DictConfig, run_dir: Path, progress_bar: bool) -> list[Callback]:
     """The best checkpoint (by `val/elbo`) first, so `trainer.checkpoint_callback` is that one.
 
     Without the version counter the files keep their names (`best.ckpt`, `last.ckpt`) even in a
@@ -92,4 +92,5 @@ def build_callbacks(config: DictConfig, run_dir: Path) -> list[Callback]:
     )
     images = config.images
     grids = ImageGridLogger(images.every_n_epochs, images.num_reconstructions, images.num_samples)
-    return [best, last, grids]
+    bar = [TQDMProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
+    return [best, last, grids, *bar]

@@ -1,0 +1,340 @@
+"""Training throughput of betavae against plain PyTorch loops, measured in one run.
+
+    python benchmarks/throughput.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/throughput.py --quick    # a smoke run of every part, well under a minute
+
+Every contender trains the same model (betavae's own MLP 784-400-20 VAE, Bernoulli
+likelihood, Adam 1e-3, batch 128) on the same MNIST-format files, which this script writes
+itself (sprites drawn at 28x28, stored as torchvision's raw idx files), with the same number
+of threads. Each training runs in a fresh process, so memory and start-up time are its own,
+and the contenders take turns in every repeat, so slow spells of a shared machine hit all
+of them. Medians of the repeats are compared in the same run; a table is printed and every
+number goes to a JSON file.
+
+- betavae: the real `betavae-train` entry point (Hydra config, the DataModule, VAEModule,
+  Trainer with the default callbacks, TensorBoard logging and checkpointing), with one
+  timing callback appended.
+- classic: torchvision's MNIST with ToTensor through a DataLoader, as pytorch/examples does.
+- fastest: a plain loop slicing one preloaded tensor in a random order.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BATCH_SIZE = 128
+LATENT_DIM = 20
+# betavae holds its default 10% of the training file out for validation; the plain loops
+# train on as many images, so the test ELBOs after the same epochs compare.
+TRAIN_FRACTION = 0.9
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers: each trains once in its own process and prints one JSON line.
+# ---------------------------------------------------------------------------------------------
+
+
+class EpochClock:
+    """Times the training batches of each epoch (validation and checkpoints excluded)."""
+
+    def __init__(self) -> None:
+        self.first_step: float | None = None
+        self.epoch_seconds: list[float] = []
+        self.epoch_images: list[int] = []
+
+    def start_epoch(self) -> None:
+        self._start, self._images = time.perf_counter(), 0
+
+    def batch_done(self, images: int) -> None:
+        if self.first_step is None:
+            self.first_step = time.time()
+        self._images += images
+        self._last = time.perf_counter()
+
+    def end_epoch(self) -> None:
+        self.epoch_seconds.append(self._last - self._start)
+        self.epoch_images.append(self._images)
+
+    def images_per_second(self) -> float:
+        """Over all epochs but the first when there are several: the first warms caches up."""
+        kept = slice(1, None) if len(self.epoch_seconds) > 1 else slice(None)
+        return sum(self.epoch_images[kept]) / sum(self.epoch_seconds[kept])
+
+
+def _report(clock: EpochClock, spawned_at: float, test_elbo: float) -> None:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {
+        "images_per_s": clock.images_per_second(),
+        "startup_s": clock.first_step - spawned_at,
+        "peak_rss_mb": peak_kb / 1024,
+        "test_elbo": test_elbo,
+        "epoch_s": clock.epoch_seconds,
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _plain_model(image_shape: tuple[int, int, int], network: str, latent_dim: int):
+    from betavae.vae import build_vae
+
+    hidden = [400] if network == "mlp" else [256]
+    return build_vae(image_shape, latent_dim, network, hidden, [32, 32, 64, 64], "bernoulli")
+
+
+def _plain_training(
+    batches: Callable[[], Iterator[torch.Tensor]],
+    test_images: torch.Tensor,
+    image_shape: tuple[int, int, int],
+    args: argparse.Namespace,
+) -> None:
+    """The loop both plain contenders share; only where batches come from differs."""
+    from betavae.vae import elbo_terms
+
+    torch.manual_seed(0)
+    model = _plain_model(image_shape, args.network, args.latent_dim)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    clock = EpochClock()
+    for _ in range(args.epochs):
+        clock.start_epoch()
+        for x in batches():
+            optimizer.zero_grad()
+            elbo_terms(model, x).loss(1.0).backward()
+            optimizer.step()
+            clock.batch_done(len(x))
+        clock.end_epoch()
+    with torch.no_grad():
+        total = sum(
+            elbo_terms(model, x).elbo.item() * len(x) for x in test_images.split(BATCH_SIZE)
+        )
+    _report(clock, args.spawned_at, total / len(test_images))
+
+
+def worker_classic(args: argparse.Namespace) -> None:
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    to_tensor = transforms.ToTensor()
+    train = datasets.MNIST(args.data, train=True, download=False, transform=to_tensor)
+    test = datasets.MNIST(args.data, train=False, download=False, transform=to_tensor)
+    kept = Subset(train, range(round(len(train) * TRAIN_FRACTION)))
+    loader = DataLoader(kept, batch_size=BATCH_SIZE, shuffle=True)
+    test_images = torch.stack([image for image, _ in test])
+    _plain_training(lambda: (x for x, _ in loader), test_images, (1, 28, 28), args)
+
+
+def worker_fastest(args: argparse.Namespace) -> None:
+    images, test_images = _preloaded(args)
+
+    def batches() -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(images))
+        for start in range(0, len(images), BATCH_SIZE):
+            yield images[order[start : start + BATCH_SIZE]]
+
+    _plain_training(batches, test_images, tuple(images.shape[1:]), args)
+
+
+def _preloaded(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    if args.sprites:
+        data = torch.load(args.sprites, weights_only=True)["images"].float()
+        held_out = len(data) // 10
+        return data[held_out:], data[:held_out]
+    from torchvision import datasets
+
+    train = datasets.MNIST(args.data, train=True, download=False).data
+    test = datasets.MNIST(args.data, train=False, download=False).data
+    kept = train[: round(len(train) * TRAIN_FRACTION)]
+    return kept.unsqueeze(1).float() / 255, test.unsqueeze(1).float() / 255
+
+
+def worker_betavae(args: argparse.Namespace) -> None:
+    import lightning.pytorch as pl
+
+    import betavae.apps.train as train_app
+
+    clock = EpochClock()
+
+    class Timing(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.start_epoch()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            clock.batch_done(len(batch[0]))
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            clock.end_epoch()
+
+    # The one change to the real entry point: the timing callback joins the default ones.
+    default_callbacks = train_app.build_callbacks
+    train_app.build_callbacks = lambda *a, **k: [*default_callbacks(*a, **k), Timing()]
+    with tempfile.TemporaryDirectory() as outputs:
+        sys.argv = ["betavae-train", *args.overrides, f"paths.output_dir={outputs}"]
+        sys.argv += [f"hydra.run.dir={outputs}/run"]
+        try:
+            train_app.main()
+        finally:
+            metrics = json.loads((Path(outputs) / "run" / "metrics.json").read_text())
+    _report(clock, args.spawned_at, metrics["test/elbo"])
+
+
+WORKERS = {"betavae": worker_betavae, "classic": worker_classic, "fastest": worker_fastest}
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver: data, the interleaved repeats, the table.
+# ---------------------------------------------------------------------------------------------
+
+
+def write_data(root: Path, num_train: int, num_test: int) -> None:
+    from betavae.data import render_sprites
+    from betavae.data.idx import write_mnist_raw
+
+    images, factors = render_sprites(num_train + num_test, image_size=28, seed=11)
+    pixels, labels = (images[:, 0] * 255).to(torch.uint8), factors[:, 0].to(torch.uint8)
+    write_mnist_raw(
+        root / "MNIST" / "raw",
+        train=(pixels[:num_train], labels[:num_train]),
+        test=(pixels[num_train:], labels[num_train:]),
+    )
+
+
+def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, __file__, "--worker", name, "--threads", str(threads)]
+    command += ["--spawned-at", repr(time.time()), *worker_args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{name} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def compare(names: list[str], repeats: int, threads: int, args_of: dict[str, list[str]]) -> dict:
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names:
+            runs[name].append(run_worker(name, threads, args_of[name]))
+            print(
+                f"  repeat {repeat + 1}/{repeats} {name:8} "
+                f"{runs[name][-1]['images_per_s']:9.0f} images/s",
+                flush=True,
+            )
+    return {
+        name: {
+            "images_per_s": statistics.median(r["images_per_s"] for r in results),
+            "images_per_s_all": [r["images_per_s"] for r in results],
+            "startup_s": statistics.median(r["startup_s"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "test_elbo": statistics.median(r["test_elbo"] for r in results),
+        }
+        for name, results in runs.items()
+    }
+
+
+def betavae_overrides(
+    data_args: list[str], epochs: int, latent_dim: int, network: str
+) -> list[str]:
+    return [
+        *data_args,
+        f"model={network}",
+        f"model.latent_dim={latent_dim}",
+        f"data.batch_size={BATCH_SIZE}",
+        f"trainer.max_epochs={epochs}",
+        "trainer.accelerator=cpu",
+    ]
+
+
+def table(title: str, results: dict) -> str:
+    reference = results.get("betavae", {}).get("images_per_s")
+    lines = [
+        title,
+        f"  {'':9}{'images/s':>10}{'x betavae':>11}{'start-up s':>12}"
+        f"{'peak RSS MB':>13}{'test -ELBO':>12}",
+    ]
+    for name, r in results.items():
+        ratio = reference / r["images_per_s"] if reference else float("nan")
+        lines.append(
+            f"  {name:9}{r['images_per_s']:10.0f}{ratio:11.2f}{r['startup_s']:12.1f}"
+            f"{r['peak_rss_mb']:13.0f}{r['test_elbo']:12.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--sprites", help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--network", default="mlp", help=argparse.SUPPRESS)
+    parser.add_argument("--latent-dim", type=int, default=LATENT_DIM, help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        WORKERS[args.worker](args)
+        return
+    drive(args)
+
+
+def drive(args: argparse.Namespace) -> None:
+    quick = args.quick
+    repeats = 1 if quick else args.repeats
+    num_train, num_test, epochs = (2000, 500, 2) if quick else (60000, 10000, 3)
+    results: dict = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
+        "torch": torch.__version__,
+        "command": " ".join(["python", *sys.argv]),
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        write_data(root / "mnist", num_train, num_test)
+        mnist = [f"--data={root / 'mnist'}", f"--epochs={epochs}"]
+        data_args = ["data=mnist", f"data.data_dir={root / 'mnist'}", "data.num_workers=0"]
+        print(f"MLP 784-400-{LATENT_DIM} VAE, {num_train} MNIST-format images, {epochs} epochs")
+        results["mlp_mnist"] = compare(
+            ["betavae", "classic", "fastest"],
+            repeats,
+            args.threads,
+            {
+                "betavae": [*mnist, "--", *betavae_overrides(data_args, epochs, LATENT_DIM, "mlp")],
+                "classic": mnist,
+                "fastest": mnist,
+            },
+        )
+        print(table("\nMLP on MNIST-format data (median of repeats)", results["mlp_mnist"]))
+    print_and_save(results, args.out)
+
+
+def print_and_save(results: dict, out: Path | None) -> None:
+    mlp = results["mlp_mnist"]
+    betavae = mlp["betavae"]["images_per_s"]
+    print(
+        f"\nbetavae / classic: {betavae / mlp['classic']['images_per_s']:.2f}x   "
+        f"betavae / fastest: {betavae / mlp['fastest']['images_per_s']:.2f}x"
+    )
+    out = out or RESULTS_DIR / f"throughput-{results['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"Results: {out}")
+
+
+if __name__ == "__main__":
+    main()
