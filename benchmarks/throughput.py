@@ -99,18 +99,30 @@ def _plain_training(
     image_shape: tuple[int, int, int],
     args: argparse.Namespace,
 ) -> None:
-    """The loop both plain contenders share; only where batches come from differs."""
+    """The loop both plain contenders share; only where batches come from differs.
+
+    `--accel` switches on one of the optional accelerations, to see whether it pays here.
+    """
     from betavae.vae import elbo_terms
 
     torch.manual_seed(0)
     model = _plain_model(image_shape, args.network, args.latent_dim)
+    memory_format = (
+        torch.channels_last if args.accel == "channels_last" else torch.contiguous_format
+    )
+    model = model.to(memory_format=memory_format)
+    if args.accel == "compile":
+        model.compile()
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.accel == "bf16")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     clock = EpochClock()
     for _ in range(args.epochs):
         clock.start_epoch()
         for x in batches():
             optimizer.zero_grad()
-            elbo_terms(model, x).loss(1.0).backward()
+            with bf16:
+                loss = elbo_terms(model, x.contiguous(memory_format=memory_format)).loss(1.0)
+            loss.backward()
             optimizer.step()
             clock.batch_done(len(x))
         clock.end_epoch()
@@ -146,10 +158,10 @@ def worker_fastest(args: argparse.Namespace) -> None:
 
 
 def _preloaded(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    if args.sprites:
+    if args.sprites:  # as many training and test images as betavae's 80/10/10 split
         data = torch.load(args.sprites, weights_only=True)["images"].float()
-        held_out = len(data) // 10
-        return data[held_out:], data[:held_out]
+        train_end, test_end = round(len(data) * 0.8), round(len(data) * 0.9)
+        return data[:train_end], data[train_end:test_end]
     from torchvision import datasets
 
     train = datasets.MNIST(args.data, train=True, download=False).data
@@ -220,30 +232,28 @@ def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def compare(names: list[str], repeats: int, threads: int, args_of: dict[str, list[str]]) -> dict:
-    runs: dict[str, list[dict]] = {name: [] for name in names}
+def compare(contenders: dict[str, tuple[str, list[str]]], repeats: int, threads: int) -> dict:
+    """`contenders` maps a label to (worker, its arguments); they take turns in each repeat."""
+    runs: dict[str, list[dict]] = {label: [] for label in contenders}
     for repeat in range(repeats):
-        for name in names:
-            runs[name].append(run_worker(name, threads, args_of[name]))
-            print(
-                f"  repeat {repeat + 1}/{repeats} {name:8} "
-                f"{runs[name][-1]['images_per_s']:9.0f} images/s",
-                flush=True,
-            )
+        for label, (worker, worker_args) in contenders.items():
+            runs[label].append(run_worker(worker, threads, worker_args))
+            speed = runs[label][-1]["images_per_s"]
+            print(f"  repeat {repeat + 1}/{repeats} {label:24} {speed:9.0f} images/s", flush=True)
     return {
-        name: {
+        label: {
             "images_per_s": statistics.median(r["images_per_s"] for r in results),
             "images_per_s_all": [r["images_per_s"] for r in results],
             "startup_s": statistics.median(r["startup_s"] for r in results),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "test_elbo": statistics.median(r["test_elbo"] for r in results),
         }
-        for name, results in runs.items()
+        for label, results in runs.items()
     }
 
 
 def betavae_overrides(
-    data_args: list[str], epochs: int, latent_dim: int, network: str
+    data_args: list[str], epochs: int, network: str, latent_dim: int = LATENT_DIM
 ) -> list[str]:
     return [
         *data_args,
@@ -256,17 +266,17 @@ def betavae_overrides(
 
 
 def table(title: str, results: dict) -> str:
-    reference = results.get("betavae", {}).get("images_per_s")
+    """Each row's speed also as a ratio: the first row's images/s over this row's."""
+    first, reference = next(iter(results)), next(iter(results.values()))["images_per_s"]
     lines = [
         title,
-        f"  {'':9}{'images/s':>10}{'x betavae':>11}{'start-up s':>12}"
+        f"  {'':24}{'images/s':>10}{f'{first} / this':>18}{'start-up s':>12}"
         f"{'peak RSS MB':>13}{'test -ELBO':>12}",
     ]
-    for name, r in results.items():
-        ratio = reference / r["images_per_s"] if reference else float("nan")
+    for label, r in results.items():
         lines.append(
-            f"  {name:9}{r['images_per_s']:10.0f}{ratio:11.2f}{r['startup_s']:12.1f}"
-            f"{r['peak_rss_mb']:13.0f}{r['test_elbo']:12.2f}"
+            f"  {label:24}{r['images_per_s']:10.0f}{reference / r['images_per_s']:18.2f}"
+            f"{r['startup_s']:12.1f}{r['peak_rss_mb']:13.0f}{r['test_elbo']:12.2f}"
         )
     return "\n".join(lines)
 
@@ -284,6 +294,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--network", default="mlp", help=argparse.SUPPRESS)
     parser.add_argument("--latent-dim", type=int, default=LATENT_DIM, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--accel", choices=["compile", "channels_last", "bf16"], help=argparse.SUPPRESS
+    )
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -296,31 +309,130 @@ def main() -> None:
 def drive(args: argparse.Namespace) -> None:
     quick = args.quick
     repeats = 1 if quick else args.repeats
-    num_train, num_test, epochs = (2000, 500, 2) if quick else (60000, 10000, 3)
+    sizes = Sizes.quick() if quick else Sizes()
     results: dict = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
         "torch": torch.__version__,
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        write_data(root / "mnist", num_train, num_test)
-        mnist = [f"--data={root / 'mnist'}", f"--epochs={epochs}"]
-        data_args = ["data=mnist", f"data.data_dir={root / 'mnist'}", "data.num_workers=0"]
-        print(f"MLP 784-400-{LATENT_DIM} VAE, {num_train} MNIST-format images, {epochs} epochs")
+        write_data(root / "mnist", sizes.mnist_train, sizes.mnist_test)
+        epochs = [f"--epochs={sizes.epochs}"]
+        mnist = [f"--data={root / 'mnist'}", *epochs]
+        mnist_overrides = ["data=mnist", f"data.data_dir={root / 'mnist'}", "data.num_workers=0"]
+        betavae_mlp = [*mnist, "--", *betavae_overrides(mnist_overrides, sizes.epochs, "mlp")]
+
+        print(f"MLP 784-400-{LATENT_DIM} VAE, {sizes.mnist_train} MNIST-format images")
         results["mlp_mnist"] = compare(
-            ["betavae", "classic", "fastest"],
+            {
+                "betavae": ("betavae", betavae_mlp),
+                "classic": ("classic", mnist),
+                "fastest": ("fastest", mnist),
+            },
             repeats,
             args.threads,
-            {
-                "betavae": [*mnist, "--", *betavae_overrides(data_args, epochs, LATENT_DIM, "mlp")],
-                "classic": mnist,
-                "fastest": mnist,
-            },
         )
         print(table("\nMLP on MNIST-format data (median of repeats)", results["mlp_mnist"]))
+
+        print("\nOptional accelerations, MLP")
+        results["mlp_accelerations"] = compare(
+            {
+                "fastest": ("fastest", mnist),
+                "fastest + compile": ("fastest", [*mnist, "--accel=compile"]),
+                "fastest + bf16 autocast": ("fastest", [*mnist, "--accel=bf16"]),
+                "betavae": ("betavae", betavae_mlp),
+                "betavae bf16-mixed": ("betavae", [*betavae_mlp, "trainer.precision=bf16-mixed"]),
+            },
+            repeats,
+            args.threads,
+        )
+        print(table("\nOptional accelerations, MLP", results["mlp_accelerations"]))
+
+        sprites_file = render_sprites_file(root / "cache", sizes.conv_examples)
+        sprites = ["--network=conv", "--latent-dim=10", f"--sprites={sprites_file}", *epochs]
+        sprites_overrides = [
+            "data=sprites",
+            f"data.data_dir={root / 'cache'}",
+            f"data.num_examples={sizes.conv_examples}",
+        ]
+        betavae_conv = [
+            *sprites,
+            "--",
+            *betavae_overrides(sprites_overrides, sizes.epochs, "conv", 10),
+        ]
+        print(f"\nConv VAE, {sizes.conv_examples} sprites 64x64")
+        results["conv_sprites"] = compare(
+            {
+                "betavae": ("betavae", betavae_conv),
+                "fastest": ("fastest", sprites),
+                "fastest + channels_last": ("fastest", [*sprites, "--accel=channels_last"]),
+                "fastest + bf16 autocast": ("fastest", [*sprites, "--accel=bf16"]),
+            },
+            max(1, repeats - 1),
+            args.threads,
+        )
+        print(table("\nConv VAE on 64x64 sprites", results["conv_sprites"]))
+
+        results["scaling"] = scaling(root / "cache", sizes, args.threads)
     print_and_save(results, args.out)
+
+
+class Sizes:
+    """How big each part is; `quick` only checks that every part runs."""
+
+    mnist_train, mnist_test, epochs, conv_examples = 60000, 10000, 2, 4000
+    scaling_examples = (1000, 4000, 16000, 64000)
+    scaling_latents = (2, 8, 32, 128)
+
+    @classmethod
+    def quick(cls) -> "Sizes":
+        sizes = cls()
+        sizes.mnist_train, sizes.mnist_test, sizes.conv_examples = 1500, 300, 300
+        sizes.scaling_examples, sizes.scaling_latents = (500, 1000), (2, 8)
+        return sizes
+
+
+def render_sprites_file(data_dir: Path, num_examples: int, image_size: int = 64) -> Path:
+    from betavae.data import SpritesDataModule
+
+    module = SpritesDataModule(str(data_dir), num_examples=num_examples, image_size=image_size)
+    module.prepare_data()
+    return module.cache_path
+
+
+def scaling(data_dir: Path, sizes: Sizes, threads: int) -> dict:
+    """Seconds per training epoch of betavae's MLP on 28x28 sprites, by data and latent size."""
+
+    def epoch_seconds(num_examples: int, latent_dim: int) -> float:
+        overrides = [
+            "data=sprites",
+            f"data.data_dir={data_dir}",
+            "data.image_size=28",
+            f"data.num_examples={num_examples}",
+        ]
+        run = run_worker(
+            "betavae",
+            threads,
+            ["--", *betavae_overrides(overrides, 2, "mlp", latent_dim)],
+        )
+        return run["epoch_s"][-1]
+
+    by_size = {n: epoch_seconds(n, LATENT_DIM) for n in sizes.scaling_examples}
+    middle = sizes.scaling_examples[len(sizes.scaling_examples) // 2]
+    by_latent = {d: epoch_seconds(middle, d) for d in sizes.scaling_latents}
+    print("\nbetavae MLP epoch time on 28x28 sprites (80% of them train)")
+    for n, seconds in by_size.items():
+        print(f"  {n:6} examples, latent {LATENT_DIM:3}: {seconds:6.2f} s/epoch")
+    for d, seconds in by_latent.items():
+        print(f"  {middle:6} examples, latent {d:3}: {seconds:6.2f} s/epoch")
+    return {
+        "seconds_per_epoch_by_examples": by_size,
+        "seconds_per_epoch_by_latent": by_latent,
+        "latent_dim_for_sizes": LATENT_DIM,
+        "examples_for_latents": middle,
+    }
 
 
 def print_and_save(results: dict, out: Path | None) -> None:

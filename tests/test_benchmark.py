@@ -1,0 +1,41 @@
+"""The throughput benchmark's workers still drive the real code paths and report results."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+
+
+def _worker(name: str, args: list[str]) -> dict:
+    command = [sys.executable, str(BENCHMARK), "--worker", name, "--spawned-at", "0", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(line.removeprefix("RESULT "))
+
+
+@pytest.mark.slow
+def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
+    overrides = [
+        "data=sprites",
+        f"data.data_dir={tmp_path}",
+        "data.num_examples=400",
+        "data.image_size=28",
+        "model.latent_dim=4",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+    ]
+    betavae = _worker("betavae", ["--", *overrides])
+    (sprites,) = (tmp_path / "sprites").glob("*.pt")
+    fastest = _worker("fastest", [f"--sprites={sprites}", "--epochs=2", "--latent-dim=4"])
+
+    for result in (betavae, fastest):
+        assert len(result["epoch_s"]) == 2
+        assert result["images_per_s"] > 0
+        assert result["startup_s"] > 0  # measured from --spawned-at
+        assert result["peak_rss_mb"] > 100
+        assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
