@@ -9,9 +9,16 @@ import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps.cli import exit_on_user_error, run_app
+from betavae.apps.multirun_job import (
+    ddp_ranks_run_this_job,
+    give_parallel_job_its_device,
+    job_name_overrides,
+    register_resolvers,
+)
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.errors import UserError
@@ -21,28 +28,42 @@ from betavae.training.module import VAEModule
 from betavae.training.results import (
     final_metrics,
     log_hparams,
+    read_metrics,
     stage_metrics,
     summary,
     write_metrics,
 )
 from betavae.training.run_dir import (
+    AUTO_RESUME,
     CONFIG_FILE,
+    METRICS_FILE,
+    auto_resume_checkpoint,
+    is_finished,
     remove_fresh_run_dir,
     resume_overrides,
     resumed_config,
 )
 
 register_schemas()
+register_resolvers()
 APP_NAME = "betavae-train"
 
 
 def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
-    """Train and test one model in `run_dir`; return the best `val/elbo` for sweepers."""
-    fresh = cfg.resume is None
+    """Train and test one model in `run_dir`; return `cfg.optimized_metric` for sweepers.
+
+    Every rank of a DDP run calls this; only rank zero writes files and prints.
+    """
+    if cfg.resume == AUTO_RESUME and is_finished(run_dir):
+        validate(cfg)
+        if rank_zero_only.rank == 0:
+            print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
+        return read_metrics(run_dir)[cfg.optimized_metric]
+    fresh = not (run_dir / CONFIG_FILE).is_file()
     try:
         datamodule, module, checkpoint, cfg = _prepare(cfg, run_dir, task_overrides)
     except UserError:
-        if fresh:
+        if fresh and rank_zero_only.rank == 0:
             remove_fresh_run_dir(run_dir, Path(cfg.paths.output_dir))
         raise
     trainer = pl.Trainer(
@@ -52,6 +73,10 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
         default_root_dir=run_dir,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    if "val/elbo" not in trainer.callback_metrics:
+        # Resumed from the checkpoint of the final epoch (the run stopped before writing its
+        # metrics), so fit had no epoch left to run: measure the last weights now.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     val = stage_metrics(trainer.callback_metrics, "val")
     best = trainer.checkpoint_callback.best_model_path
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -61,7 +86,7 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
         print(summary(run_dir, metrics))
-    return metrics["best_val_elbo"]
+    return metrics[cfg.optimized_metric]
 
 
 def _prepare(
@@ -69,11 +94,13 @@ def _prepare(
 ) -> tuple[pl.LightningDataModule, VAEModule, Path | None, DictConfig]:
     """Everything that can fail because of the user, done before anything is trained."""
     validate(cfg)
+    checkpoint = None if cfg.ckpt_path is None else Path(cfg.ckpt_path)
     resuming = cfg.resume is not None
-    if resuming:
+    if cfg.resume == AUTO_RESUME:
+        last = auto_resume_checkpoint(cfg, run_dir)
+        resuming, checkpoint = last is not None, last or checkpoint
+    elif resuming:
         cfg, checkpoint = resumed_config(cfg, task_overrides)
-    else:
-        checkpoint = None if cfg.ckpt_path is None else Path(cfg.ckpt_path)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
@@ -82,15 +109,18 @@ def _prepare(
     # Missing data fails here, before the run has files, not in the middle of `fit`.
     datamodule.prepare_data()
     datamodule.setup("fit")
-    OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
+    if rank_zero_only.rank == 0:
+        OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
     return datamodule, module, checkpoint, cfg
 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
-    with exit_on_user_error(APP_NAME):
-        return train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    run_dir, task_overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+    with exit_on_user_error(APP_NAME), ddp_ranks_run_this_job(run_dir, task_overrides):
+        give_parallel_job_its_device(cfg, hydra_cfg)
+        return train(cfg, run_dir, task_overrides)
 
 
 def _quiet_lightning() -> None:
@@ -107,4 +137,8 @@ def _quiet_lightning() -> None:
 
 def main() -> None:
     _quiet_lightning()
-    run_app(_hydra_main, APP_NAME, lambda: resume_overrides(sys.argv[1:]))
+    run_app(
+        _hydra_main,
+        APP_NAME,
+        lambda: [*resume_overrides(sys.argv[1:]), *job_name_overrides(sys.argv[1:])],
+    )

@@ -19,6 +19,12 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 NETWORKS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SCHEDULERS = ("none", "cosine", "plateau")
+# Numbers in a run's metrics.json that `optimized_metric` may hand to a sweeper: the last
+# epoch's val/*, the best checkpoint's test/*, and the best epoch's val/elbo.
+OPTIMIZABLE_METRICS = (
+    *(f"{stage}/{m}" for stage in ("val", "test") for m in ("elbo", "recon", "kl", "loss")),
+    "best_val_elbo",
+)
 
 
 class _Checked:
@@ -29,7 +35,8 @@ class _Checked:
     def _require(self, ok: bool, key: str, allowed: str) -> None:
         if not ok:
             value = getattr(self, key)
-            raise UserError(f"{self.section}.{key}={value!r} is not allowed: {allowed}")
+            name = f"{self.section}.{key}" if self.section else key
+            raise UserError(f"{name}={value!r} is not allowed: {allowed}")
 
     def _require_positive_ints(self, key: str, values: Sequence[int], allow_empty: bool) -> None:
         ok = (allow_empty or len(values) > 0) and all(v >= 1 for v in values)
@@ -251,8 +258,10 @@ class PathsConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Checked):
     """The root of `conf/train.yaml`: data and model are typed by their own group's schema."""
+
+    section: ClassVar[str] = ""
 
     data: Any = MISSING
     model: Any = MISSING
@@ -263,6 +272,11 @@ class TrainConfig:
     seed: int = 0
     resume: str | None = None
     ckpt_path: str | None = None
+    optimized_metric: str = "val/elbo"
+
+    def __post_init__(self) -> None:
+        allowed = f"one of {', '.join(OPTIMIZABLE_METRICS)}"
+        self._require(self.optimized_metric in OPTIMIZABLE_METRICS, "optimized_metric", allowed)
 
 
 def register_schemas() -> None:

@@ -40,6 +40,10 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
 def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
     """One HPARAMS entry per run, written at the end so it holds real metrics, not -1."""
     hparams = {

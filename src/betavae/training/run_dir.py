@@ -1,4 +1,4 @@
-"""A run directory's layout, and continuing a run inside it (`resume=<run dir>`)."""
+"""A run directory's layout, and continuing a run inside it (`resume=<run dir>`, `resume=auto`)."""
 
 import shutil
 from pathlib import Path
@@ -12,6 +12,9 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
+
+# `resume=auto`: continue whatever this job's directory holds (used to rerun a sweep).
+AUTO_RESUME = "auto"
 
 # The only settings a resumed run may change: anything else would make the continued run a
 # different experiment under the same name.
@@ -34,7 +37,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
     command line. `hydra.output_subdir=null` keeps the run's original `.hydra/` record.
     """
     values = [arg.split("=", 1)[1] for arg in argv if arg.startswith("resume=")]
-    if not values or values[-1] in ("", "null"):
+    if not values or values[-1] in ("", "null", AUTO_RESUME):
         return []
     run_dir = require_run_dir(Path(values[-1]), "resume")
     quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")
@@ -76,3 +79,45 @@ def remove_fresh_run_dir(run_dir: Path, root: Path) -> None:
     while parent != root and root in parent.parents and not any(parent.iterdir()):
         parent.rmdir()
         parent = parent.parent
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished once it wrote its metrics.json, the last thing a run does."""
+    return (run_dir / METRICS_FILE).is_file()
+
+
+def auto_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """`resume=auto` for an unfinished run: its last.ckpt to continue from, or None to start.
+
+    The directory comes from the command (a sweep job's name is made from its overrides), so
+    the config composed now must be the one the run started with; a difference means another
+    experiment would continue under this name. Files of an attempt that never reached its first
+    checkpoint hold nothing to continue from and are cleared, so TensorBoard shows one run.
+    """
+    checkpoint = run_dir / LAST_CHECKPOINT
+    if not checkpoint.is_file():
+        for partial in (CHECKPOINT_DIR, TENSORBOARD_DIR):
+            shutil.rmtree(run_dir / partial, ignore_errors=True)
+        return None
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE)))
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(
+        key
+        for key in saved.keys() | now.keys()
+        if key != "resume" and saved.get(key) != now.get(key)
+    )
+    if changed:
+        first = changed[0]
+        raise UserError(
+            f"resume=auto: {run_dir} was started with another config ({first}="
+            f"{saved.get(first)!r}, now {now.get(first)!r}); rerun the sweep's original command, "
+            "or start a new sweep without resume=auto"
+        )
+    return checkpoint
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    """A nested config as {"dotted.key": value}, so a difference can be named by its key."""
+    if not isinstance(node, dict):
+        return {prefix.removesuffix("."): node}
+    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}

@@ -1,0 +1,123 @@
+"""What one job of a Hydra multirun needs beyond a single run: its devices, and DDP ranks.
+
+Hydra runs a sweep's jobs one after another in this process (basic launcher), in a pool of
+worker processes (`hydra/launcher=parallel`, joblib), or as SLURM jobs (`hydra/launcher=slurm`,
+submitit; SLURM starts the ranks and Lightning's SLURMEnvironment reads them).
+"""
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from betavae.errors import UserError
+
+_JOBLIB_LAUNCHER = "JoblibLauncher"
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+# Never part of a job's name: rerunning a sweep with resume=auto must find the same directories.
+_NOT_IN_JOB_NAMES = ("resume", "ckpt_path")
+# What Lightning's process launcher sets in this process for the ranks it starts.
+_DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def job_name_overrides(argv: list[str]) -> list[str]:
+    """Name each job of a sweep by the values it sweeps, not by every override of the command.
+
+    `hydra.sweep.subdir` is `<job number>_<override_dirname>`; excluding the keys that have one
+    value for the whole sweep gives names like `3_model.beta=4,model.latent_dim=8`. The names
+    follow from the command alone, so the same command finds the same directories again.
+    """
+    if not set(_MULTIRUN_FLAGS) & set(argv):
+        return []
+    candidates = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except OverrideParseException:
+        return []  # Hydra reports the bad override itself, with its own message.
+    fixed = [o.key_or_group for o in overrides if not o.is_sweep_override()]
+    excluded = ",".join(dict.fromkeys([*_NOT_IN_JOB_NAMES, *fixed]))
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{excluded}]"]
+
+
+def parallel_jobs() -> int:
+    """How many jobs `hydra/launcher=parallel` runs at once: one per GPU, else one per core."""
+    return torch.cuda.device_count() or os.cpu_count() or 1
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("betavae.parallel_jobs"):
+        OmegaConf.register_new_resolver("betavae.parallel_jobs", parallel_jobs)
+
+
+def give_parallel_job_its_device(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """Under the parallel launcher, put each job on its own GPU (job number modulo GPUs).
+
+    Without GPUs each job is one CPU process with its share of the cores, so that the jobs
+    running at once do not fight over threads.
+    """
+    if not hydra_cfg.launcher._target_.endswith(_JOBLIB_LAUNCHER):
+        return
+    if cfg.trainer.strategy not in ("auto", "single_device"):
+        raise UserError(
+            f"trainer.strategy={cfg.trainer.strategy}: hydra/launcher=parallel gives each job "
+            "one device; for jobs on several devices use trainer=ddp without that launcher"
+        )
+    gpus = torch.cuda.device_count()
+    use_gpu = gpus > 0 and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    with open_dict(cfg.trainer):
+        cfg.trainer.accelerator = "gpu" if use_gpu else "cpu"
+        cfg.trainer.devices = [hydra_cfg.job.num % gpus] if use_gpu else 1
+    if not use_gpu:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, hydra_cfg.launcher.n_jobs)))
+
+
+@contextmanager
+def ddp_ranks_run_this_job(job_dir: Path, task_overrides: list[str]) -> Iterator[None]:
+    """In a multirun, make the DDP ranks Lightning starts run this job, not the whole sweep.
+
+    Lightning starts ranks 1.. by running `sys.argv` again with `hydra.run.dir=<run.dir>`
+    added (Lightning issue 11300): in a multirun that command is the sweep, and run.dir is
+    not the job's directory. For the job's duration the command is a single run of this job's
+    overrides and run.dir is its directory. Afterwards the rank variables and the process
+    group are undone, so that the next job in this process starts ranks of its own.
+    """
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        yield
+        return
+    argv, run_dir = sys.argv, hydra_cfg.run.dir
+    environment = {name: os.environ.get(name) for name in _DDP_ENVIRONMENT}
+    sys.argv = [argv[0], *_config_arguments(hydra_cfg), *task_overrides]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = str(job_dir)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = run_dir
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _config_arguments(hydra_cfg: DictConfig) -> list[str]:
+    """The command-line flags that chose the config, for a rank to compose the same one."""
+    arguments = [f"--config-name={hydra_cfg.job.config_name}"]
+    for source in hydra_cfg.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            arguments.append(f"--config-dir={source.path}")
+    return arguments
