@@ -5,6 +5,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from betavae.config.flat import flatten
 from betavae.errors import UserError
 
 CONFIG_FILE = "config.yaml"
@@ -99,8 +100,8 @@ def auto_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
         for partial in (CHECKPOINT_DIR, TENSORBOARD_DIR):
             shutil.rmtree(run_dir / partial, ignore_errors=True)
         return None
-    saved = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE)))
-    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    saved = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE)))
+    now = flatten(OmegaConf.to_container(cfg, resolve=True))
     changed = sorted(
         key
         for key in saved.keys() | now.keys()
@@ -114,10 +115,3 @@ def auto_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
             "or start a new sweep without resume=auto"
         )
     return checkpoint
-
-
-def _flat(node: object, prefix: str = "") -> dict[str, object]:
-    """A nested config as {"dotted.key": value}, so a difference can be named by its key."""
-    if not isinstance(node, dict):
-        return {prefix.removesuffix("."): node}
-    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}

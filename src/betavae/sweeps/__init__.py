@@ -1,0 +1,1 @@
+"""Reading a finished or partly finished sweep back from its job directories, and reporting it."""

@@ -1,0 +1,82 @@
+"""The jobs of a sweep directory, read back from the files each one wrote."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from betavae.config.flat import flatten
+from betavae.errors import UserError
+from betavae.training.results import read_metrics
+from betavae.training.run_dir import LAST_CHECKPOINT, is_finished
+
+# Hydra's record of the composed config, written when a job starts (before betavae's own
+# config.yaml), so every job that started has one, finished or not.
+HYDRA_CONFIG = ".hydra/config.yaml"
+# Written by `betavae-eval` into the run directory; it holds the active-unit count.
+EVAL_METRICS = "eval/metrics.json"
+# Always shown, even when a sweep keeps them fixed: they label the rate-distortion points.
+MODEL_KEYS = ("model.latent_dim", "model.beta")
+_NOT_SWEPT = ("resume",)
+
+
+@dataclass
+class Job:
+    directory: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None
+
+    @property
+    def number(self) -> int:
+        prefix = self.directory.name.split("_", 1)[0]
+        return int(prefix) if prefix.isdigit() else -1
+
+    @property
+    def status(self) -> str:
+        if self.metrics is not None:
+            return "finished"
+        has_checkpoint = (self.directory / LAST_CHECKPOINT).is_file()
+        return "unfinished (has last.ckpt)" if has_checkpoint else "unfinished (no checkpoint)"
+
+    @property
+    def active_units(self) -> int | None:
+        path = self.directory / EVAL_METRICS
+        return json.loads(path.read_text()).get("active_units") if path.is_file() else None
+
+
+def read_sweep(sweep_dir: Path) -> list[Job]:
+    """Every job directory under `sweep_dir`, in job-number order."""
+    if not sweep_dir.is_dir():
+        raise UserError(
+            f"{sweep_dir}: no such directory; pass a sweep directory, e.g. multirun/<date>/<time>"
+        )
+    jobs = [
+        Job(path, _config(path), read_metrics(path) if is_finished(path) else None)
+        for path in sweep_dir.iterdir()
+        if (path / HYDRA_CONFIG).is_file()
+    ]
+    if not jobs:
+        raise UserError(
+            f"{sweep_dir}: not a sweep directory (no job directories with {HYDRA_CONFIG}); "
+            "pass the directory betavae-train -m made, e.g. multirun/<date>/<time>"
+        )
+    return sorted(jobs, key=lambda job: (job.number, job.directory.name))
+
+
+def swept_keys(jobs: list[Job]) -> list[str]:
+    """The model keys, then every config key whose value differs between jobs."""
+    keys = sorted({key for job in jobs for key in job.config})
+    varying = [
+        key
+        for key in keys
+        if key not in MODEL_KEYS
+        and key not in _NOT_SWEPT
+        and len({repr(job.config.get(key)) for job in jobs}) > 1
+    ]
+    return [*MODEL_KEYS, *varying]
+
+
+def _config(job_dir: Path) -> dict[str, Any]:
+    return flatten(OmegaConf.to_container(OmegaConf.load(job_dir / HYDRA_CONFIG)))

@@ -1,0 +1,72 @@
+"""One row per job of a sweep, as summary.csv, as summary.md and as a table for the terminal."""
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from betavae.sweeps.jobs import Job, swept_keys
+
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+# Final-epoch validation and best-checkpoint test metrics, in nats per example.
+METRIC_COLUMNS = {
+    f"{stage}_{name}": f"{stage}/{name}"
+    for stage in ("val", "test")
+    for name in ("elbo", "recon", "kl")
+}
+NOT_KNOWN = "n/a"
+
+
+def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and one row per job: swept values, metrics, active units, checkpoint, status."""
+    swept = swept_keys(jobs)
+    header = ["job", *swept, *METRIC_COLUMNS, "active_units", "best_checkpoint", "status"]
+    rows = []
+    for job in jobs:
+        metrics = job.metrics or {}
+        best = metrics.get("best_checkpoint")
+        rows.append(
+            {
+                "job": job.directory.name,
+                **{key: job.config.get(key) for key in swept},
+                **{column: metrics.get(key) for column, key in METRIC_COLUMNS.items()},
+                "active_units": job.active_units,
+                "best_checkpoint": _relative(Path(best), sweep_dir) if best else None,
+                "status": job.status,
+            }
+        )
+    return header, rows
+
+
+def write_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+    """Full precision; unknown values are empty cells, as spreadsheets and pandas expect."""
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_table(header: list[str], rows: list[dict[str, Any]]) -> str:
+    """A Markdown table with padded columns, so it also reads well as plain text."""
+    cells = [header, *([_shown(key, row[key]) for key in header] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+        for line in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _shown(column: str, value: Any) -> str:
+    """Metrics to 0.01 nats; swept values as typed (β 0.5, not 0.50)."""
+    if value is None:
+        return NOT_KNOWN
+    if isinstance(value, float):
+        return f"{value:.2f}" if column in METRIC_COLUMNS else f"{value:g}"
+    return str(value)
+
+
+def _relative(path: Path, root: Path) -> str:
+    path, root = path.resolve(), root.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
