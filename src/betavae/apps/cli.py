@@ -63,5 +63,12 @@ def run_app(app: Callable[[], object], name: str, extra_overrides: Callable[[], 
     """
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with exit_on_user_error(name):
-        sys.argv += extra_overrides()
+        # Next to the command's own overrides: argparse refuses overrides split by a flag
+        # such as `--cfg job`.
+        first = next((i for i, arg in enumerate(sys.argv) if is_override(arg)), len(sys.argv))
+        sys.argv[first:first] = extra_overrides()
         app()
+
+
+def is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")

@@ -19,6 +19,7 @@ from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from betavae.apps.cli import is_override
 from betavae.errors import UserError
 
 _JOBLIB_LAUNCHER = "JoblibLauncher"
@@ -38,12 +39,16 @@ def job_name_overrides(argv: list[str]) -> list[str]:
     """
     if not set(_MULTIRUN_FLAGS) & set(argv):
         return []
-    candidates = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    candidates = [arg for arg in argv if is_override(arg)]
     try:
         overrides = OverridesParser.create().parse_overrides(candidates)
     except OverrideParseException:
         return []  # Hydra reports the bad override itself, with its own message.
-    fixed = [o.key_or_group for o in overrides if not o.is_sweep_override()]
+    fixed = [
+        o.key_or_group
+        for o in overrides
+        if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
+    ]
     excluded = ",".join(dict.fromkeys([*_NOT_IN_JOB_NAMES, *fixed]))
     return [f"hydra.job.config.override_dirname.exclude_keys=[{excluded}]"]
 
