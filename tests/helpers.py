@@ -25,11 +25,11 @@ def console_script(name: str) -> str:
 
 
 def run_cli(
-    args: list[str], cwd: Path, data_dir: Path, timeout: float = 600
+    args: list[str], cwd: Path, data_dir: Path, timeout: float = 600, script: str = "betavae-train"
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
     return subprocess.run(
-        [console_script("betavae-train"), *args],
+        [console_script(script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -36,10 +36,12 @@ from betavae.training.results import (
 from betavae.training.run_dir import (
     AUTO_RESUME,
     CONFIG_FILE,
+    LAST_CHECKPOINT,
     METRICS_FILE,
-    auto_resume_checkpoint,
+    clear_unfinished_attempt,
     is_finished,
     remove_fresh_run_dir,
+    require_same_config,
     resume_overrides,
     resumed_config,
 )
@@ -54,11 +56,13 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
 
     Every rank of a DDP run calls this; only rank zero writes files and prints.
     """
-    if cfg.resume == AUTO_RESUME and is_finished(run_dir):
+    if cfg.resume == AUTO_RESUME and (run_dir / CONFIG_FILE).is_file():
         validate(cfg)
-        if rank_zero_only.rank == 0:
-            print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
-        return read_metrics(run_dir)[cfg.optimized_metric]
+        require_same_config(cfg, run_dir)
+        if is_finished(run_dir):
+            if rank_zero_only.rank == 0:
+                print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
+            return read_metrics(run_dir)[cfg.optimized_metric]
     fresh = not (run_dir / CONFIG_FILE).is_file()
     try:
         datamodule, module, checkpoint, cfg = _prepare(cfg, run_dir, task_overrides)
@@ -97,8 +101,11 @@ def _prepare(
     checkpoint = None if cfg.ckpt_path is None else Path(cfg.ckpt_path)
     resuming = cfg.resume is not None
     if cfg.resume == AUTO_RESUME:
-        last = auto_resume_checkpoint(cfg, run_dir)
-        resuming, checkpoint = last is not None, last or checkpoint
+        resuming = (run_dir / LAST_CHECKPOINT).is_file()
+        if resuming:
+            checkpoint = run_dir / LAST_CHECKPOINT
+        elif rank_zero_only.rank == 0:
+            clear_unfinished_attempt(run_dir)
     elif resuming:
         cfg, checkpoint = resumed_config(cfg, task_overrides)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from betavae.config.flat import flatten
 from betavae.errors import UserError
 from betavae.training.results import read_metrics
-from betavae.training.run_dir import LAST_CHECKPOINT, is_finished
+from betavae.training.run_dir import CONFIG_FILE, LAST_CHECKPOINT, is_finished
 
-# Hydra's record of the composed config, written when a job starts (before betavae's own
-# config.yaml), so every job that started has one, finished or not.
+# Hydra's record of the composed config, written when a job starts, so every job that started
+# has one, finished or not.
 HYDRA_CONFIG = ".hydra/config.yaml"
 # Written by `betavae-eval` into the run directory; it holds the active-unit count.
 EVAL_METRICS = "eval/metrics.json"
@@ -79,4 +80,14 @@ def swept_keys(jobs: list[Job]) -> list[str]:
 
 
 def _config(job_dir: Path) -> dict[str, Any]:
-    return flatten(OmegaConf.to_container(OmegaConf.load(job_dir / HYDRA_CONFIG)))
+    """The run's own resolved config.yaml; Hydra's record for a job stopped before writing it.
+
+    Hydra's record is rewritten whenever the sweep is run again, so it is only the fallback.
+    """
+    if (job_dir / CONFIG_FILE).is_file():
+        return flatten(OmegaConf.to_container(OmegaConf.load(job_dir / CONFIG_FILE)))
+    composed = OmegaConf.load(job_dir / HYDRA_CONFIG)
+    try:
+        return flatten(OmegaConf.to_container(composed, resolve=True))
+    except OmegaConfBaseException:
+        return flatten(OmegaConf.to_container(composed))

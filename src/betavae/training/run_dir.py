@@ -87,25 +87,15 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / METRICS_FILE).is_file()
 
 
-def auto_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """`resume=auto` for an unfinished run: its last.ckpt to continue from, or None to start.
-
-    The directory comes from the command (a sweep job's name is made from its overrides), so
-    the config composed now must be the one the run started with; a difference means another
-    experiment would continue under this name. Files of an attempt that never reached its first
-    checkpoint hold nothing to continue from and are cleared, so TensorBoard shows one run.
+def require_same_config(cfg: DictConfig, run_dir: Path) -> None:
+    """`resume=auto` finds a run's directory from the command alone (a sweep job is named by
+    its swept values), so the config composed now must be the one the run started with;
+    otherwise another experiment would be continued, or skipped, under this name.
     """
-    checkpoint = run_dir / LAST_CHECKPOINT
-    if not checkpoint.is_file():
-        for partial in (CHECKPOINT_DIR, TENSORBOARD_DIR):
-            shutil.rmtree(run_dir / partial, ignore_errors=True)
-        return None
     saved = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE)))
     now = flatten(OmegaConf.to_container(cfg, resolve=True))
     changed = sorted(
-        key
-        for key in saved.keys() | now.keys()
-        if key != "resume" and saved.get(key) != now.get(key)
+        k for k in saved.keys() | now.keys() if k != "resume" and saved.get(k) != now.get(k)
     )
     if changed:
         first = changed[0]
@@ -114,4 +104,11 @@ def auto_resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
             f"{saved.get(first)!r}, now {now.get(first)!r}); rerun the sweep's original command, "
             "or start a new sweep without resume=auto"
         )
-    return checkpoint
+
+
+def clear_unfinished_attempt(run_dir: Path) -> None:
+    """Drop what an attempt wrote before its first checkpoint: nothing there can be continued,
+    and TensorBoard should show the restarted run once, not over a stub of the old one.
+    """
+    for partial in (CHECKPOINT_DIR, TENSORBOARD_DIR):
+        shutil.rmtree(run_dir / partial, ignore_errors=True)
