@@ -44,11 +44,9 @@ def job_name_overrides(argv: list[str]) -> list[str]:
         overrides = OverridesParser.create().parse_overrides(candidates)
     except OverrideParseException:
         return []  # Hydra reports the bad override itself, with its own message.
-    fixed = [
-        o.key_or_group
-        for o in overrides
-        if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
-    ]
+    swept = {o.key_or_group for o in overrides if o.is_sweep_override()}
+    keys = [o.key_or_group for o in overrides if not o.key_or_group.startswith("hydra")]
+    fixed = [key for key in keys if key not in swept]
     excluded = ",".join(dict.fromkeys([*_NOT_IN_JOB_NAMES, *fixed]))
     return [f"hydra.job.config.override_dirname.exclude_keys=[{excluded}]"]
 
