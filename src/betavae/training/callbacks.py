@@ -82,11 +82,14 @@ def build_callbacks(config: DictConfig, run_dir: Path, progress_bar: bool) -> li
         save_top_k=1,
         auto_insert_metric_name=False,
     )
+    # The latest state as the one unmonitored top-1 checkpoint, rewritten at every epoch end:
+    # Lightning 2.6 writes `save_last` files only alongside a top-k save (or at the end of
+    # training), so with save_top_k=0 an interrupted run had no last.ckpt to resume from.
     last = ModelCheckpoint(
         dirpath=checkpoint_dir,
         enable_version_counter=False,
-        save_top_k=0,
-        save_last=True,
+        filename=LAST_NAME,
+        save_top_k=1,
         every_n_epochs=1,
         every_n_train_steps=config.checkpoint.every_n_train_steps,
     )

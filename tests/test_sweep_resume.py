@@ -1,0 +1,105 @@
+"""An interrupted sweep continued with `resume=auto`: nothing lost, nothing run twice."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_RUN, console_script, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+SWEEP = [
+    "-m",
+    *TINY_RUN,
+    f"trainer.max_epochs={EPOCHS}",
+    "model.beta=1,2,4",
+    "hydra.sweep.dir=sweep",
+]
+FIRST, INTERRUPTED, NEVER_STARTED = "0_model.beta=1", "1_model.beta=2", "2_model.beta=4"
+
+
+def _kill_sweep_once_a_checkpoint_exists(cwd: Path, data_dir: Path) -> None:
+    """SIGKILL the whole sweep (process group) right after the second job's first checkpoint.
+
+    Lightning writes checkpoints atomically (temporary file, then rename), so the file being
+    there means it is complete; the job still has two epochs to go.
+    """
+    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen(
+        [console_script("betavae-train"), *SWEEP],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    checkpoint = cwd / "sweep" / INTERRUPTED / "checkpoints/last.ckpt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _mtimes(directory: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+def _metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_rest(
+    tmp_path, data_dir
+):
+    _kill_sweep_once_a_checkpoint_exists(tmp_path, data_dir)
+    sweep = tmp_path / "sweep"
+    assert (sweep / FIRST / "metrics.json").is_file()
+    assert not (sweep / INTERRUPTED / "metrics.json").exists()
+    assert not (sweep / NEVER_STARTED).exists()
+    finished_files = _mtimes(sweep / FIRST / "checkpoints") | {
+        sweep / FIRST / "metrics.json": (sweep / FIRST / "metrics.json").stat().st_mtime_ns
+    }
+    interrupted_at = torch.load(sweep / INTERRUPTED / "checkpoints/last.ckpt", weights_only=True)
+
+    # A changed setting would continue another experiment under these names: refused.
+    changed = run_cli([*SWEEP, "data.num_examples=700", "resume=auto"], tmp_path, data_dir)
+    assert changed.returncode == 2
+    assert changed.stderr.strip().splitlines() == [
+        f"betavae-train: error: resume=auto: {sweep / FIRST} was started with another config "
+        "(data.num_examples=600, now 700); rerun the sweep's original command, or start a new "
+        "sweep without resume=auto"
+    ]
+
+    result = run_cli([*SWEEP, "resume=auto"], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [
+        FIRST,
+        INTERRUPTED,
+        NEVER_STARTED,
+    ]
+    assert f"Skipping {sweep / FIRST}: finished already" in result.stdout
+    for job in (FIRST, INTERRUPTED, NEVER_STARTED):
+        assert _metrics(sweep / job)["epochs"] == EPOCHS
+    assert {p: _mtimes(p.parent)[p] for p in finished_files} == finished_files
+    # The interrupted job went on from its checkpoint, and no epoch of it ran twice.
+    steps = _metrics(sweep / FIRST)["global_step"]
+    assert 0 < interrupted_at["global_step"] < steps
+    assert _metrics(sweep / INTERRUPTED)["global_step"] == steps
+    restored = (
+        f"Restoring states from the checkpoint path at {sweep / INTERRUPTED}/checkpoints/last.ckpt"
+    )
+    assert restored in result.stdout + result.stderr
+    events = EventAccumulator(str(sweep / INTERRUPTED / "tensorboard"))
+    events.Reload()
+    val_steps = [event.step for event in events.Scalars("val/elbo")]
+    assert val_steps == sorted(set(val_steps))
+    assert len(val_steps) == EPOCHS
