@@ -1,0 +1,64 @@
+"""`trainer=ddp` on CPU (gloo, 2 processes): alone, and inside a `-m` sweep."""
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import TINY_RUN, run_cli
+
+pytestmark = pytest.mark.slow
+
+DDP = [
+    *(arg for arg in TINY_RUN if not arg.startswith("trainer.devices=")),
+    "trainer=ddp",
+    "trainer.devices=2",
+    "trainer.max_epochs=2",
+]
+RUN_FILES = ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt")
+# TINY_RUN: 600 sprites, 10% validation and 10% test, batches of 64.
+TRAIN_EXAMPLES, BATCH = 480, 64
+
+
+def _assert_complete(run_dir: Path) -> dict:
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), (run_dir, name)
+    # events.out.tfevents.<time>.<host>.<pid>.<n>: all written by one process, rank 0.
+    event_files = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert event_files
+    assert len({name.name.split(".")[-2] for name in event_files}) == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # Each of the 2 ranks steps through half the training set: the data really is split.
+    steps_per_epoch = -(-TRAIN_EXAMPLES // (2 * BATCH))
+    assert metrics["global_step"] == 2 * steps_per_epoch
+    assert metrics["val/elbo"] == pytest.approx(metrics["val/recon"] + metrics["val/kl"], rel=1e-5)
+    return metrics
+
+
+def test_a_single_ddp_run_writes_one_complete_run_directory(tmp_path, data_dir):
+    result = run_cli(DDP, cwd=tmp_path, data_dir=data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    _assert_complete(runs[0])
+    assert result.stdout.count("Trained 2 epochs") == 1  # rank 0 alone reports
+
+
+def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, data_dir):
+    # The default, time-stamped sweep directory: ranks that re-ran the sweep command on their
+    # own would compose another one a few seconds later.
+    result = run_cli(["-m", *DDP, "model.beta=1,4"], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["multirun"]
+    sweeps = list((tmp_path / "multirun").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir())
+    assert jobs == ["0_model.beta=1", "1_model.beta=4"]
+    for job, beta in zip(jobs, (1.0, 4.0), strict=True):
+        metrics = _assert_complete(sweeps[0] / job)
+        assert metrics["val/loss"] == pytest.approx(
+            metrics["val/recon"] + beta * metrics["val/kl"], rel=1e-5
+        )
+    assert result.stdout.count("Trained 2 epochs") == 2
