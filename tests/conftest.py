@@ -25,8 +25,8 @@ def compose_train() -> Iterator:
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
 
-        def _compose(overrides: list[str]) -> DictConfig:
-            return compose("train", overrides=overrides)
+        def _compose(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+            return compose("train", overrides=overrides, return_hydra_config=return_hydra_config)
 
         yield _compose
     GlobalHydra.instance().clear()

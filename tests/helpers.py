@@ -36,3 +36,8 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def event_file_pids(tensorboard_dir: Path) -> set[str]:
+    """Which processes wrote a TensorBoard directory: events.out.tfevents.<time>.<host>.<pid>.<n>."""
+    return {path.name.split(".")[-2] for path in tensorboard_dir.glob("events.out.tfevents.*")}

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, run_cli
+from helpers import TINY_RUN, event_file_pids, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +22,7 @@ TRAIN_EXAMPLES, BATCH = 480, 64
 def _assert_complete(run_dir: Path) -> dict:
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), (run_dir, name)
-    # events.out.tfevents.<time>.<host>.<pid>.<n>: all written by one process, rank 0.
-    event_files = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert event_files
-    assert len({name.name.split(".")[-2] for name in event_files}) == 1
+    assert len(event_file_pids(run_dir / "tensorboard")) == 1  # rank 0 alone writes
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # Each of the 2 ranks steps through half the training set: the data really is split.
     steps_per_epoch = -(-TRAIN_EXAMPLES // (2 * BATCH))

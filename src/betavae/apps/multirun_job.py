@@ -56,9 +56,19 @@ def parallel_jobs() -> int:
     return torch.cuda.device_count() or os.cpu_count() or 1
 
 
+def job_dir_name(number: int, override_dirname: str) -> str:
+    """`3_model.beta=4,model.latent_dim=8`, or just `0` for a sweep of fixed values."""
+    return f"{number}_{override_dirname}" if override_dirname else str(number)
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("betavae.parallel_jobs"):
-        OmegaConf.register_new_resolver("betavae.parallel_jobs", parallel_jobs)
+    """Resolvers the configs use; registered on import of the train app, so also in workers."""
+    for name, resolver in {
+        "betavae.parallel_jobs": parallel_jobs,
+        "betavae.job_dir_name": job_dir_name,
+    }.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def give_parallel_job_its_device(cfg: DictConfig, hydra_cfg: DictConfig) -> None:

@@ -1,0 +1,120 @@
+"""Sweeps through other Hydra launchers and sweepers: parallel jobs, submitit/SLURM, Optuna."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import TINY_RUN, event_file_pids, run_cli
+from omegaconf import OmegaConf
+
+from betavae.apps.multirun_job import give_parallel_job_its_device, job_name_overrides
+from betavae.errors import UserError
+
+CPU_RUN = [*TINY_RUN, "trainer.max_epochs=2"]
+
+
+def _metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def _jobs(sweep: Path) -> list[Path]:
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@pytest.mark.slow
+def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
+    args = ["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *CPU_RUN]
+    result = run_cli([*args, "model.beta=1,4", "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert "Joblib.Parallel(n_jobs=2,backend=loky" in result.stdout + result.stderr
+    jobs = _jobs(tmp_path / "sweep")
+    # Each job ran in a worker process of its own, not one after the other in this process as
+    # Hydra's basic launcher would run them.
+    pids = [event_file_pids(job / "tensorboard") for job in jobs]
+    assert [len(p) for p in pids] == [1, 1]
+    assert len(pids[0] | pids[1]) == 2
+    for job in jobs:
+        trainer = yaml.safe_load((job / "config.yaml").read_text())["trainer"]
+        assert (trainer["accelerator"], trainer["devices"]) == ("cpu", 1)
+        assert _metrics(job)["epochs"] == 2
+
+
+def _trainer_and_launcher(strategy: str, job_num: int) -> tuple:
+    cfg = OmegaConf.create({"trainer": {"strategy": strategy, "accelerator": "auto", "devices": 4}})
+    target = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    hydra_cfg = OmegaConf.create(
+        {"launcher": {"_target_": target, "n_jobs": 2}, "job": {"num": job_num}}
+    )
+    return cfg, hydra_cfg
+
+
+def test_parallel_jobs_get_one_device_each_and_refuse_ddp(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    cfg, hydra_cfg = _trainer_and_launcher("auto", job_num=9)
+    give_parallel_job_its_device(cfg, hydra_cfg)
+    assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("gpu", [1])
+
+    cfg, hydra_cfg = _trainer_and_launcher("ddp", job_num=0)
+    with pytest.raises(UserError, match=r"trainer\.strategy=ddp: hydra/launcher=parallel gives"):
+        give_parallel_job_its_device(cfg, hydra_cfg)
+
+
+@pytest.mark.parametrize(
+    ("argv", "excluded"),
+    [
+        (["model.beta=1"], None),  # a single run: Hydra's own naming is not used
+        (["-m", "model.beta=1,4", "seed=3", "resume=auto"], "[resume,ckpt_path,seed]"),
+        (["-m", "model.latent_dim=4", "model.latent_dim=2,4"], "[resume,ckpt_path]"),
+        (
+            ["-m", "hydra/launcher=parallel", "trainer=ddp", "model.beta=1,4"],
+            "[resume,ckpt_path,trainer]",
+        ),
+    ],
+)
+def test_sweep_jobs_are_named_by_the_swept_keys_only(argv, excluded):
+    expected = (
+        [] if excluded is None else [f"hydra.job.config.override_dirname.exclude_keys={excluded}"]
+    )
+    assert job_name_overrides(argv) == expected
+
+
+def test_slurm_launcher_gives_each_gpu_a_task_and_lightning_the_requeue_signal(compose_train):
+    overrides = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer=ddp"]
+    cfg = compose_train(overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.tasks_per_node == launcher.gpus_per_node == 4
+    # SIGUSR1 is Lightning's SLURMEnvironment requeue signal (submitit would send SIGUSR2).
+    assert launcher.additional_parameters.signal == "USR1@120"
+    assert cfg.trainer.strategy == "ddp"
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_under_submitit(tmp_path, data_dir):
+    """submitit's local executor: the job is pickled and run in a process of its own."""
+    args = ["-m", "hydra/launcher=submitit_local", *TINY_RUN, "trainer.max_epochs=1"]
+    result = run_cli([*args, "model.beta=1", "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    (job,) = _jobs(tmp_path / "sweep")
+    assert job.name == "0"
+    assert _metrics(job)["epochs"] == 1
+    assert list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))
+
+
+@pytest.mark.slow
+def test_optuna_search_minimises_the_configured_metric(tmp_path, data_dir):
+    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY_RUN]
+    args += ["trainer.max_epochs=1", "optimized_metric=test/elbo", "hydra.sweep.dir=sweep"]
+    result = run_cli(args, tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    jobs = _jobs(tmp_path / "sweep")
+    assert len(jobs) == 2
+    assert all(job.name.startswith(f"{i}_model.beta=") for i, job in enumerate(jobs))
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(_metrics(job)["test/elbo"] for job in jobs))
