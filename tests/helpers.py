@@ -39,5 +39,5 @@ def run_cli(
 
 
 def event_file_pids(tensorboard_dir: Path) -> set[str]:
-    """Which processes wrote a TensorBoard directory: events.out.tfevents.<time>.<host>.<pid>.<n>."""
+    """The processes that wrote a TensorBoard dir (events.out.tfevents.<time>.<host>.<pid>.<n>)."""
     return {path.name.split(".")[-2] for path in tensorboard_dir.glob("events.out.tfevents.*")}
