@@ -58,7 +58,7 @@ def _fp16_fit(run_dir: Path, data_dir: Path, epochs: int, ckpt_path: Path | None
         max_epochs=epochs,
         plugins=[MixedPrecision("16-mixed", "cpu")],
         logger=False,
-        callbacks=[*build_callbacks(callbacks_config, run_dir), probe],
+        callbacks=[*build_callbacks(callbacks_config, run_dir, progress_bar=False), probe],
         enable_progress_bar=False,
         default_root_dir=run_dir,
     )
