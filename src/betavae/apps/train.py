@@ -56,13 +56,8 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
 
     Every rank of a DDP run calls this; only rank zero writes files and prints.
     """
-    if cfg.resume == AUTO_RESUME and (run_dir / CONFIG_FILE).is_file():
-        validate(cfg)
-        require_same_config(cfg, run_dir)
-        if is_finished(run_dir):
-            if rank_zero_only.rank == 0:
-                print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
-            return read_metrics(run_dir)[cfg.optimized_metric]
+    if cfg.resume == AUTO_RESUME and _is_finished_job(cfg, run_dir):
+        return read_metrics(run_dir)[cfg.optimized_metric]
     fresh = not (run_dir / CONFIG_FILE).is_file()
     try:
         datamodule, module, checkpoint, cfg = _prepare(cfg, run_dir, task_overrides)
@@ -91,6 +86,17 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
         write_metrics(run_dir, metrics)
         print(summary(run_dir, metrics))
     return metrics[cfg.optimized_metric]
+
+
+def _is_finished_job(cfg: DictConfig, run_dir: Path) -> bool:
+    """`resume=auto`: whether this job finished already, so that it is skipped, untouched."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return False
+    validate(cfg)
+    require_same_config(cfg, run_dir)
+    if is_finished(run_dir) and rank_zero_only.rank == 0:
+        print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
+    return is_finished(run_dir)
 
 
 def _prepare(
