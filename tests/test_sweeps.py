@@ -3,12 +3,15 @@
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import TINY_RUN, run_cli
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
+
+from betavae.apps.report import main as report_main
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +38,16 @@ def _metrics(job_dir: Path) -> dict:
     return json.loads((job_dir / "metrics.json").read_text())
 
 
-def _report(sweep_dir: Path, cwd: Path, data_dir: Path):
-    return run_cli([str(sweep_dir)], cwd=cwd, data_dir=data_dir, script="betavae-report")
+def _report(sweep_dir: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """`betavae-report <sweep_dir>` in this process: exit status, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["betavae-report", str(sweep_dir)])
+    try:
+        report_main()
+        status = 0
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def test_each_job_has_a_complete_run_directory_named_by_its_swept_values(sweep):
@@ -73,10 +84,10 @@ def test_one_tensorboard_logdir_compares_every_job_in_hparams(sweep):
         assert events.Scalars("hp/val_elbo")[-1].value == pytest.approx(best)
 
 
-def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, tmp_path, data_dir):
-    result = _report(sweep, tmp_path, data_dir)
+def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, monkeypatch, capsys):
+    status, out, err = _report(sweep, monkeypatch, capsys)
 
-    assert result.returncode == 0, result.stderr
+    assert status == 0, err
     with (sweep / "summary.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [row["job"] for row in rows] == list(JOBS)
@@ -92,11 +103,13 @@ def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, tmp_pa
     assert markdown.count("| finished |") == 4
     assert "![rate and distortion](rate_distortion.png)" in markdown
     assert (sweep / "rate_distortion.png").read_bytes().startswith(b"\x89PNG")
-    assert "| 3_model.beta=4,model.latent_dim=4 | 4" in result.stdout
-    assert "4 of 4 jobs finished" in result.stdout
+    assert "| 3_model.beta=4,model.latent_dim=4 | 4" in out
+    assert "4 of 4 jobs finished" in out
 
 
-def test_report_on_a_partly_finished_sweep_lists_the_unfinished_jobs(sweep, tmp_path, data_dir):
+def test_report_on_a_partly_finished_sweep_lists_the_unfinished_jobs(
+    sweep, tmp_path, monkeypatch, capsys
+):
     partial = shutil.copytree(sweep, tmp_path / "partial")
     names = list(JOBS)
     (partial / names[2] / "metrics.json").unlink()
@@ -104,9 +117,9 @@ def test_report_on_a_partly_finished_sweep_lists_the_unfinished_jobs(sweep, tmp_
     shutil.rmtree(partial / names[3] / "checkpoints")
     (partial / names[3] / "config.yaml").unlink()  # stopped before its first checkpoint
 
-    result = _report(partial, tmp_path, data_dir)
+    status, out, err = _report(partial, monkeypatch, capsys)
 
-    assert result.returncode == 0, result.stderr
+    assert status == 0, err
     with (partial / "summary.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [row["status"] for row in rows] == [
@@ -117,7 +130,7 @@ def test_report_on_a_partly_finished_sweep_lists_the_unfinished_jobs(sweep, tmp_
     ]
     assert [row["model.latent_dim"] for row in rows] == ["2", "2", "4", "4"]
     assert rows[2]["test_elbo"] == rows[2]["best_checkpoint"] == ""
-    assert "2 of 4 jobs finished" in result.stdout
+    assert "2 of 4 jobs finished" in out
     assert (partial / "rate_distortion.png").is_file()
 
 
@@ -135,9 +148,10 @@ def test_report_on_a_partly_finished_sweep_lists_the_unfinished_jobs(sweep, tmp_
         ),
     ],
 )
-def test_report_on_a_bad_path_is_one_line(tmp_path, data_dir, path, message):
-    result = _report(Path(path), tmp_path, data_dir)
+def test_report_on_a_bad_path_is_one_line(tmp_path, monkeypatch, capsys, path, message):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = _report(Path(path), monkeypatch, capsys)
 
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"betavae-report: error: {message}"]
+    assert status == 2
+    assert err.strip().splitlines() == [f"betavae-report: error: {message}"]
     assert not list(tmp_path.iterdir())
