@@ -111,10 +111,11 @@ class _Recorder(pl.LightningModule):
 
 
 def _fit(
-    module: SpritesDataModule, ckpt_path: Path | None, callbacks: list[pl.Callback]
+    module: SpritesDataModule, ckpt_path: Path | None, callbacks: list[pl.Callback], root: Path
 ) -> _Recorder:
     recorder = _Recorder()
     trainer = pl.Trainer(
+        default_root_dir=root,
         accelerator="cpu",
         max_epochs=1,
         logger=False,
@@ -132,8 +133,8 @@ def test_lightning_resumes_mid_epoch_without_repeating_or_skipping_examples(tmp_
         return SpritesDataModule(str(tmp_path), num_examples=200, image_size=16, batch_size=16)
 
     every_4_steps = ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=4, save_top_k=-1)
-    whole = _fit(sprites(), None, [every_4_steps])
-    resumed = _fit(sprites(), tmp_path / "step=4.ckpt", [])
+    whole = _fit(sprites(), None, [every_4_steps], tmp_path)
+    resumed = _fit(sprites(), tmp_path / "step=4.ckpt", [], tmp_path)
 
     assert len(whole.seen) == 10  # 160 training examples (200 less 10% val, 10% test) by 16
     assert torch.equal(torch.cat(whole.seen[:4] + resumed.seen), torch.cat(whole.seen))
