@@ -174,6 +174,7 @@ def worker_betavae(args: argparse.Namespace) -> None:
     import lightning.pytorch as pl
 
     import betavae.apps.train as train_app
+    import betavae.training.pipeline as pipeline
 
     clock = EpochClock()
 
@@ -188,8 +189,8 @@ def worker_betavae(args: argparse.Namespace) -> None:
             clock.end_epoch()
 
     # The one change to the real entry point: the timing callback joins the default ones.
-    default_callbacks = train_app.build_callbacks
-    train_app.build_callbacks = lambda *a, **k: [*default_callbacks(*a, **k), Timing()]
+    default_callbacks = pipeline.build_callbacks
+    pipeline.build_callbacks = lambda *a, **k: [*default_callbacks(*a, **k), Timing()]
     with tempfile.TemporaryDirectory() as outputs:
         sys.argv = ["betavae-train", *args.overrides, f"paths.output_dir={outputs}"]
         sys.argv += [f"hydra.run.dir={outputs}/run"]

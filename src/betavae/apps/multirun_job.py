@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
@@ -53,6 +51,8 @@ def job_name_overrides(argv: list[str]) -> list[str]:
 
 def parallel_jobs() -> int:
     """How many jobs `hydra/launcher=parallel` runs at once: one per GPU, else one per core."""
+    import torch  # here, not at the top: the train app must start without importing torch
+
     return torch.cuda.device_count() or os.cpu_count() or 1
 
 
@@ -79,6 +79,8 @@ def give_parallel_job_its_device(cfg: DictConfig, hydra_cfg: DictConfig) -> None
     """
     if not hydra_cfg.launcher._target_.endswith(_JOBLIB_LAUNCHER):
         return
+    import torch
+
     if cfg.trainer.strategy not in ("auto", "single_device"):
         raise UserError(
             f"trainer.strategy={cfg.trainer.strategy}: hydra/launcher=parallel gives each job "
@@ -123,6 +125,8 @@ def ddp_ranks_run_this_job(job_dir: Path, task_overrides: list[str]) -> Iterator
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        import torch.distributed as dist  # imported by then: the job has trained
+
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
