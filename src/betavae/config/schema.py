@@ -102,6 +102,8 @@ class DataConfig(_Checked):
     num_workers: int = 2
     val_fraction: float = 0.1
     split_seed: int = 0
+    # Classes left out of every split, e.g. to train on normal classes only (for sprites: shapes).
+    exclude_classes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._require(self.batch_size >= 1, "batch_size", "an integer >= 1")
