@@ -17,6 +17,15 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine lose much to them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class _Mask(nn.Module):
     """Zeroes chosen latent dimensions, so the decoder after it cannot use them."""
 
@@ -28,7 +37,7 @@ class _Mask(nn.Module):
         return z * self.keep
 
 
-def test_dimensions_the_decoder_ignores_become_inactive_units():
+def test_dimensions_the_decoder_ignores_become_inactive_units(one_thread):
     # Binary 4x4 images driven by two latent causes; the decoder only sees dims 0 and 1.
     causes = torch.randn(512, 2)
     images = (causes @ torch.randn(2, 16) > 0).float().view(512, 1, 4, 4)
