@@ -140,6 +140,8 @@ def test_score_ranks_the_held_out_shape_as_anomalous(run_dir, tmp_path, data_dir
     flagged = [row["flagged"] == "1" for row in rows]
     assert flagged == (scores > summary["threshold"]).tolist()
     assert summary["flagged"] == sum(flagged)
+    flagged_indices = [int(row["index"]) for row, flag in zip(rows, flagged, strict=True) if flag]
+    assert summary["flagged_indices"] == flagged_indices
     assert f"AUROC {summary['auroc']:.3f}" in result.stdout
 
 

@@ -42,9 +42,11 @@ class LoadedRun:
         return self.run_dir / f"{name}-{self.checkpoint.stem}"
 
     def datamodule(self, data: DictConfig | None = None) -> BaseDataModule:
-        """The run's data (or `data`, another data config), set up, checked to fit the model."""
-        config = self.config.data if data is None else data
-        datamodule = instantiate(config)
+        """The data to use the model on, set up and checked to fit it: `data` where it names a
+        data set (has a `_target_`), else the run's own data with `data`'s keys changed."""
+        if data is None or "_target_" not in data:
+            data = OmegaConf.merge(self.config.data, data or {})
+        datamodule = instantiate(data)
         wanted = tuple(self.module.hparams.image_shape)
         if tuple(datamodule.image_shape) != wanted:
             raise UserError(

@@ -25,11 +25,11 @@ def score(cfg: DictConfig) -> Path:
     """
     run = open_run(cfg)
     reference = run.datamodule()
-    if cfg.data is None:
-        # The run's data again, but with the classes held out of training put back.
-        scored = run.datamodule(OmegaConf.merge(run.config.data, {"exclude_classes": []}))
-    else:
+    if "_target_" in cfg.data:
         scored = run.datamodule(cfg.data)
+    else:
+        # The run's data again, with the classes held out of training put back to be scored.
+        scored = run.datamodule(OmegaConf.merge({"exclude_classes": []}, cfg.data))
     iwae_k = cfg.k if cfg.score == "iwae" else None
     normal = anomaly_scores(
         run_split(run.vae, reference.split_dataloader("val"), iwae_k), cfg.score
@@ -39,6 +39,7 @@ def score(cfg: DictConfig) -> Path:
     threshold = quantile_threshold(normal, cfg.quantile)
     flagged = scores > threshold
     split = getattr(scored, f"{cfg.split}_set")
+    indices = source_indices(split)
     labels = class_labels(split)
     anomalous = cfg.anomalous_classes
     if anomalous is None:
@@ -54,6 +55,7 @@ def score(cfg: DictConfig) -> Path:
         "quantile": cfg.quantile,
         "threshold": threshold,
         "flagged": int(flagged.sum()),
+        "flagged_indices": indices[flagged].tolist(),
         "anomalous_classes": list(anomalous),
     }
     found = None if is_anomaly is None else separation(scores, is_anomaly)
@@ -64,7 +66,7 @@ def score(cfg: DictConfig) -> Path:
     stem = results_stem(cfg)
     table = out_dir / f"{stem}.csv"
     columns = {
-        "index": source_indices(split).tolist(),
+        "index": indices.tolist(),
         "label": [""] * len(scores) if labels is None else labels.tolist(),
         "score": scores.tolist(),
         "flagged": flagged.int().tolist(),

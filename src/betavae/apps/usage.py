@@ -27,7 +27,7 @@ def open_run(cfg: DictConfig) -> LoadedRun:
 def results_stem(cfg: DictConfig) -> str:
     """`<split>` on the run's own data, `<data set>-<split>` on another (`data=...`), so results
     on different data sets sit side by side instead of overwriting each other."""
-    if cfg.data is None:
+    if "_target_" not in cfg.data:
         return cfg.split
     data_name = cfg.data._target_.rsplit(".", 1)[-1].removesuffix("DataModule").lower()
     return f"{data_name}-{cfg.split}"

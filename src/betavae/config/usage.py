@@ -20,8 +20,9 @@ class UsageConfig(_Checked):
     section: ClassVar[str] = ""
     run: str | None = None
     """A run directory (its best checkpoint is used) or a .ckpt file in its checkpoints/."""
-    data: Any = None
-    """None: the run's own data; a data group's config: another data set."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """A data group's config (`data=mnist ...`): another data set; else changes to the run's
+    own data config (`+data.batch_size=32`)."""
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
 
