@@ -36,11 +36,13 @@ def evaluate(cfg: DictConfig) -> Path:
         **latent_metrics(results),
     }
     labels = class_labels(getattr(datamodule, f"{cfg.split}_set"))
+    factor_names = getattr(datamodule, "factor_names", None)
     if labels is not None and labels.unique().numel() > 1:
         train = run_split(run.vae, datamodule.split_dataloader("train"))
         train_labels = class_labels(datamodule.train_set)
+        # A sprite's class is its shape (see SpritesDataset).
+        metrics["label"] = "label" if factor_names is None else factor_names[0]
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
-    factor_names = getattr(datamodule, "factor_names", None)
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))
     out_dir = run.results_dir("eval")
@@ -58,7 +60,7 @@ def table(metrics: dict[str, Any]) -> str:
     lines = [
         f"{shown_path(metrics['checkpoint'])} on the {metrics['split']} split "
         f"({metrics['examples']} examples):",
-        f"  {'':28}{'nats/example':>14}{'bits/dim':>10}",
+        f"  {'':30}{'nats/example':>14}{'bits/dim':>10}",
     ]
     rows = [
         ("negative ELBO", "elbo"),
@@ -67,24 +69,25 @@ def table(metrics: dict[str, Any]) -> str:
         (f"-log p(x) (IWAE, k={metrics['k']})", "nll_iwae"),
     ]
     for label, key in rows:
-        lines.append(f"  {label:28}{metrics[key]:>14.2f}{metrics[f'{key}_bpd']:>10.4f}")
+        lines.append(f"  {label:30}{metrics[key]:>14.2f}{metrics[f'{key}_bpd']:>10.4f}")
     kl_per_dim = " ".join(f"{v:.2f}" for v in metrics["kl_per_dim"])
     units = f"{metrics['active_units']} of {len(metrics['kl_per_dim'])}"
-    lines.append(f"  {'active units':28}{units:>14}   (KL per dim: {kl_per_dim})")
+    lines.append(f"  {'active units':30}{units:>14}   (KL per dim: {kl_per_dim})")
     if "linear_probe_accuracy" in metrics:
         for label, key in (
-            ("label accuracy: linear probe", "linear_probe_accuracy"),
-            ("label accuracy: 5-NN", "knn_accuracy"),
-            ("label accuracy: majority", "majority_class_accuracy"),
+            ("linear probe", "linear_probe_accuracy"),
+            ("5-NN", "knn_accuracy"),
+            ("majority class", "majority_class_accuracy"),
         ):
-            lines.append(f"  {label:28}{metrics[key]:>14.3f}")
+            row = f"{metrics['label']} accuracy: {label}"
+            lines.append(f"  {row:30}{metrics[key]:>14.3f}")
     if "mig" in metrics:
         gaps = ", ".join(
             f"{name} {gap:.2f}"
             for name, gap in metrics["mig_per_factor"].items()
             if gap is not None
         )
-        lines.append(f"  {'MIG':28}{metrics['mig']:>14.3f}   ({gaps})")
+        lines.append(f"  {'MIG':30}{metrics['mig']:>14.3f}   ({gaps})")
     return "\n".join(lines)
 
 
