@@ -42,7 +42,7 @@ def score(cfg: DictConfig) -> Path:
     indices = source_indices(split)
     labels = class_labels(split)
     anomalous = cfg.anomalous_classes
-    if anomalous is None:
+    if anomalous is None:  # by default, the classes the model never saw
         anomalous = run.config.data.get("exclude_classes", [])
     is_anomaly = None
     if labels is not None and anomalous:
@@ -73,15 +73,19 @@ def score(cfg: DictConfig) -> Path:
     }
     if is_anomaly is not None:
         columns["anomaly"] = is_anomaly.int().tolist()
-    with table.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(columns)
-        writer.writerows(zip(*columns.values(), strict=True))
+    _write_csv(table, columns)
     summary_path = out_dir / f"{stem}.json"
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(report(summary, len(normal)))
     print(f"Scores:  {shown_path(table)}\nSummary: {shown_path(summary_path)}")
     return table
+
+
+def _write_csv(path: Path, columns: dict[str, list]) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
 
 
 def report(summary: dict[str, Any], num_normal: int) -> str:
