@@ -12,6 +12,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from betavae.config.schema import CallbacksConfig, ImagesConfig
 from betavae.data import SpritesDataModule
 from betavae.training.callbacks import build_callbacks
 from betavae.training.module import VAEModule
@@ -44,10 +45,8 @@ def _fp16_fit(run_dir: Path, data_dir: Path, epochs: int, ckpt_path: Path | None
     """fp16 autocast with a GradScaler (Lightning's trainer.precision=16-mixed needs a GPU, so
     the plugin is given directly); returns the scaler's state as training starts."""
     pl.seed_everything(0, verbose=False)
-    images = {"every_n_epochs": 1, "num_reconstructions": 4, "num_samples": 4}
-    callbacks_config = OmegaConf.create(
-        {"checkpoint": {"every_n_train_steps": None}, "images": images}
-    )
+    images = ImagesConfig(every_n_epochs=1, num_reconstructions=4, num_samples=4)
+    callbacks_config = OmegaConf.structured(CallbacksConfig(images=images))
     probe = _ScalerAtStart()
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -103,6 +103,8 @@ class DataConfig(_Checked):
     num_workers: int = 2
     val_fraction: float = 0.1
     split_seed: int = 0
+    # Classes left out of every split, e.g. to train on normal classes only (for sprites: shapes).
+    exclude_classes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._require(self.batch_size >= 1, "batch_size", "an integer >= 1")
@@ -245,10 +247,24 @@ class ProgressBarConfig(_Checked):
 
 
 @dataclass
+class TraversalsConfig(_Checked):
+    section: ClassVar[str] = "callbacks.traversals"
+    every_n_epochs: int = 5
+    span: float = 3.0
+    steps: int = 10
+
+    def __post_init__(self) -> None:
+        self._require(self.every_n_epochs >= 1, "every_n_epochs", "an integer >= 1")
+        self._require(self.span > 0, "span", "a number > 0 (each dimension sweeps -span..span)")
+        self._require(self.steps >= 2, "steps", "an integer >= 2")
+
+
+@dataclass
 class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     progress_bar: ProgressBarConfig = field(default_factory=ProgressBarConfig)
+    traversals: TraversalsConfig = field(default_factory=TraversalsConfig)
 
 
 @dataclass

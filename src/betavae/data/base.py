@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
 from betavae.data.in_memory import InMemoryBatches, split_tensors
@@ -20,10 +21,13 @@ class BaseDataModule(LightningDataModule, ABC):
     meets them first; a data module repeats a check only where a bad value would go unnoticed.
     """
 
-    def __init__(self, batch_size: int, num_workers: int) -> None:
+    def __init__(
+        self, batch_size: int, num_workers: int, exclude_classes: Sequence[int] = ()
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.exclude_classes = list(exclude_classes)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -33,6 +37,21 @@ class BaseDataModule(LightningDataModule, ABC):
     @abstractmethod
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of every image; known before any data is read so the model can be built."""
+
+    def _use_splits(self, train: Dataset, val: Dataset, test: Dataset) -> None:
+        """Serve these splits less the examples of `exclude_classes` (to train on normal data).
+
+        Classes are removed after splitting, so every other example is in the same split with
+        or without an exclusion: scoring the held-out classes later never scores an example
+        the model was trained on.
+        """
+        self.train_set, self.val_set, self.test_set = (
+            without_classes(split, self.exclude_classes) for split in (train, val, test)
+        )
+
+    def split_dataloader(self, split: str) -> InMemoryBatches | DataLoader:
+        """The batches of split `train`, `val` or `test` in a fixed order, for evaluation."""
+        return self._loader(getattr(self, f"{split}_set"), shuffle=False)
 
     def train_dataloader(self) -> InMemoryBatches | DataLoader:
         self._train_batches = self._loader(self.train_set, shuffle=True)
@@ -95,3 +114,40 @@ def split_off(dataset: Dataset, fractions: Sequence[float], seed: int) -> list[S
         )
     generator = torch.Generator().manual_seed(seed)
     return random_split(dataset, [rest, *sizes], generator=generator)
+
+
+def class_labels(dataset: Dataset) -> Tensor | None:
+    """(N,) int64 class of every example, read without loading images; None if it has none.
+
+    Sprites give their shape (`class_labels`); torchvision's labelled sets and class folders
+    give `targets`. A `Subset` (a carved split) takes its indices' labels.
+    """
+    if isinstance(dataset, Subset):
+        labels = class_labels(dataset.dataset)
+        return (
+            None if labels is None else labels[torch.as_tensor(dataset.indices, dtype=torch.long)]
+        )
+    labels = getattr(dataset, "class_labels", getattr(dataset, "targets", None))
+    return None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+
+
+def without_classes(dataset: Dataset, classes: Sequence[int]) -> Dataset:
+    """`dataset` less the examples whose class is in `classes` (itself when `classes` is empty)."""
+    if not classes:
+        return dataset
+    labels = class_labels(dataset)
+    if labels is None or labels.dim() != 1:
+        raise UserError(
+            f"data.exclude_classes={list(classes)}: this data set has no class labels to "
+            "exclude by; remove the setting"
+        )
+    keep = ~torch.isin(labels, torch.tensor(list(classes), dtype=torch.long))
+    return Subset(dataset, keep.nonzero().flatten().tolist())
+
+
+def source_indices(dataset: Dataset) -> Tensor:
+    """(N,) each example's index in the data set a split was carved from (a file's sorted
+    position, a torchvision index), so results can be traced back to the original example."""
+    if isinstance(dataset, Subset):
+        return source_indices(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    return torch.arange(len(dataset))  # type: ignore[arg-type]

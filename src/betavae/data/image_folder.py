@@ -6,7 +6,7 @@ images are found at any depth inside each. Otherwise `path` is one unlabelled co
 every image under it, at any depth, gets label 0. Files that are not images are skipped.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL.Image import Image
@@ -47,8 +47,9 @@ class ImageFolderDataModule(BaseDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        exclude_classes: Sequence[int] = (),
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, exclude_classes)
         if channels not in (1, 3):
             raise UserError(f"data.channels={channels} is not allowed: 1 (grayscale) or 3 (RGB)")
         self.path = Path(path).expanduser()
@@ -72,7 +73,7 @@ class ImageFolderDataModule(BaseDataModule):
                 "point data.path= at a folder of images"
             )
         fractions = [self.val_fraction, self.test_fraction]
-        self.train_set, self.val_set, self.test_set = split_off(dataset, fractions, self.split_seed)
+        self._use_splits(*split_off(dataset, fractions, self.split_seed))
 
     def _scan(self) -> Dataset:
         if not self.path.is_dir():

@@ -8,7 +8,7 @@ x/y position of its centre. Knowing the true factors is what makes disentangleme
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -116,6 +116,8 @@ class SpritesDataset(Dataset):
     def __init__(self, images: Tensor, factors: Tensor) -> None:
         self.images = images
         self.factors = factors
+        # The class of a sprite, for data.exclude_classes and label-based evaluation: its shape.
+        self.class_labels = factors[:, 0].long()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -148,8 +150,9 @@ class SpritesDataModule(BaseDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        exclude_classes: Sequence[int] = (),
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, exclude_classes)
         self.num_examples = num_examples
         self.image_size = image_size
         self.seed = seed
@@ -187,4 +190,4 @@ class SpritesDataModule(BaseDataModule):
         cached = torch.load(self.cache_path, weights_only=True)
         dataset = SpritesDataset(cached["images"], cached["factors"])
         fractions = [self.val_fraction, self.test_fraction]
-        self.train_set, self.val_set, self.test_set = split_off(dataset, fractions, self.split_seed)
+        self._use_splits(*split_off(dataset, fractions, self.split_seed))

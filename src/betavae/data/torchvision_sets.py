@@ -4,6 +4,7 @@ torchvision decides where the files live under `data_dir` and whether they are c
 these modules only turn its failures into one-line messages a user can act on.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -28,8 +29,9 @@ class TorchvisionDataModule(BaseDataModule):
         num_workers: int = 2,
         val_fraction: float = 0.1,
         split_seed: int = 0,
+        exclude_classes: Sequence[int] = (),
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, exclude_classes)
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
         self.val_fraction = val_fraction
@@ -56,8 +58,8 @@ class TorchvisionDataModule(BaseDataModule):
         if self.train_set is not None:
             return
         full_train = self._existing("train")
-        self.train_set, self.val_set = split_off(full_train, [self.val_fraction], self.split_seed)
-        self.test_set = self._existing("test")
+        train, val = split_off(full_train, [self.val_fraction], self.split_seed)
+        self._use_splits(train, val, self._existing("test"))
 
     def _existing(self, split: str) -> Dataset:
         # torchvision's own completeness check (it raises RuntimeError) stays right across its
@@ -121,8 +123,11 @@ class CelebADataModule(TorchvisionDataModule):
         val_fraction: float = 0.1,
         split_seed: int = 0,
         image_size: int = 64,
+        exclude_classes: Sequence[int] = (),
     ) -> None:
-        super().__init__(data_dir, download, batch_size, num_workers, val_fraction, split_seed)
+        super().__init__(
+            data_dir, download, batch_size, num_workers, val_fraction, split_seed, exclude_classes
+        )
         self.image_size = image_size
 
     @property
@@ -132,9 +137,7 @@ class CelebADataModule(TorchvisionDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        self.train_set = self._existing("train")
-        self.val_set = self._existing("valid")
-        self.test_set = self._existing("test")
+        self._use_splits(self._existing("train"), self._existing("valid"), self._existing("test"))
 
     def _open(self, split: str, download: bool) -> Dataset:
         # The 178x218 aligned faces sit in the middle; a 148 crop keeps the face, drops background.

@@ -61,7 +61,7 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
             logger.log_hyperparams(hparams, metrics=hp_metrics)
 
 
-def _shown(path: Path | str) -> str:
+def shown_path(path: Path | str) -> str:
     """A path as the user would type it: relative to the current directory when inside it."""
     path = Path(path).resolve()
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
@@ -79,10 +79,10 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
     lines += [
-        f"Run directory:   {_shown(run_dir)}",
-        f"Best checkpoint: {_shown(metrics['best_checkpoint'])}",
-        f"Metrics:         {_shown(run_dir / METRICS_FILE)}",
-        f"TensorBoard:     tensorboard --logdir {_shown(run_dir / TENSORBOARD_DIR)}",
-        f"Continue it:     betavae-train resume={_shown(run_dir)} trainer.max_epochs=<more>",
+        f"Run directory:   {shown_path(run_dir)}",
+        f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
+        f"Metrics:         {shown_path(run_dir / METRICS_FILE)}",
+        f"TensorBoard:     tensorboard --logdir {shown_path(run_dir / TENSORBOARD_DIR)}",
+        f"Continue it:     betavae-train resume={shown_path(run_dir)} trainer.max_epochs=<more>",
     ]
     return "\n".join(lines)

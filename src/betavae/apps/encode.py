@@ -1,0 +1,48 @@
+"""`betavae-encode`: every example's latent posterior, for use elsewhere, and a 2-D scatter."""
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from betavae.apps.usage import open_run, results_stem, usage_main
+from betavae.data.base import class_labels, source_indices
+from betavae.evaluation.collect import run_split
+from betavae.evaluation.plots import latent_scatter
+from betavae.training.results import shown_path
+
+APP_NAME = "betavae-encode"
+
+
+def encode(cfg: DictConfig) -> Path:
+    """Write `<run>/latents/<split>.npz` (mu, logvar, targets, labels, index) and a scatter."""
+    run = open_run(cfg)
+    datamodule = run.datamodule(cfg.data)
+    split = getattr(datamodule, f"{cfg.split}_set")
+    results = run_split(run.vae, datamodule.split_dataloader(cfg.split))
+    labels = class_labels(split)
+    factor_names = getattr(datamodule, "factor_names", None)
+    arrays = {
+        "mu": results.mu.numpy(),
+        "logvar": results.logvar.numpy(),
+        "targets": results.targets.numpy(),
+        "index": source_indices(split).numpy(),
+    }
+    if labels is not None:
+        arrays["labels"] = labels.numpy()
+    if factor_names is not None:
+        arrays["factor_names"] = np.array(factor_names)
+    out_dir = run.results_dir("latents")
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{results_stem(cfg)}.npz"
+    np.savez(path, **arrays)
+    plot = out_dir / f"{results_stem(cfg)}_scatter.png"
+    label_name = factor_names[0] if factor_names is not None else "label"
+    latent_scatter(results.mu, labels, label_name, plot)
+    shape = "x".join(map(str, results.mu.shape))
+    print(f"Encoded {len(results.mu)} {cfg.split} examples (mu {shape}): {shown_path(path)}")
+    print(f"Scatter: {shown_path(plot)}")
+    return path
+
+
+main = usage_main("encode", APP_NAME, encode)

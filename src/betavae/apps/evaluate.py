@@ -1,0 +1,94 @@
+"""`betavae-eval`: how good a trained model is, on one split, as metrics.json and a table."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from betavae.apps.usage import open_run, results_stem, usage_main
+from betavae.data.base import class_labels
+from betavae.evaluation.collect import run_split
+from betavae.evaluation.metrics import (
+    latent_metrics,
+    likelihood_metrics,
+    mig_metrics,
+    probe_metrics,
+)
+from betavae.training.results import shown_path
+
+APP_NAME = "betavae-eval"
+METRICS_FILE = "metrics.json"
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Compute every metric the data allows, write them to `<run>/eval/`, print a table."""
+    run = open_run(cfg)
+    datamodule = run.datamodule(cfg.data)
+    results = run_split(run.vae, datamodule.split_dataloader(cfg.split), iwae_k=cfg.k)
+    image_shape = tuple(run.module.hparams.image_shape)
+    metrics: dict[str, Any] = {
+        "checkpoint": str(run.checkpoint.resolve()),
+        "split": cfg.split,
+        "examples": len(results.mu),
+        "k": cfg.k,
+        **likelihood_metrics(results, image_shape),
+        **latent_metrics(results),
+    }
+    labels = class_labels(getattr(datamodule, f"{cfg.split}_set"))
+    factor_names = getattr(datamodule, "factor_names", None)
+    if labels is not None and labels.unique().numel() > 1:
+        train = run_split(run.vae, datamodule.split_dataloader("train"))
+        train_labels = class_labels(datamodule.train_set)
+        # A sprite's class is its shape (see SpritesDataset).
+        metrics["label"] = "label" if factor_names is None else factor_names[0]
+        metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
+    if factor_names is not None:
+        metrics.update(mig_metrics(results.mu, results.targets, factor_names))
+    out_dir = run.results_dir("eval")
+    out_dir.mkdir(exist_ok=True)
+    # The run's own test split is the usual case, and gets the plain name.
+    stem = results_stem(cfg)
+    path = out_dir / (METRICS_FILE if stem == "test" else f"metrics-{stem}.json")
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(table(metrics))
+    print(f"Metrics: {shown_path(path)}")
+    return path
+
+
+def table(metrics: dict[str, Any]) -> str:
+    lines = [
+        f"{shown_path(metrics['checkpoint'])} on the {metrics['split']} split "
+        f"({metrics['examples']} examples):",
+        f"  {'':30}{'nats/example':>14}{'bits/dim':>10}",
+    ]
+    rows = [
+        ("negative ELBO", "elbo"),
+        ("reconstruction", "recon"),
+        ("KL", "kl"),
+        (f"-log p(x) (IWAE, k={metrics['k']})", "nll_iwae"),
+    ]
+    for label, key in rows:
+        lines.append(f"  {label:30}{metrics[key]:>14.2f}{metrics[f'{key}_bpd']:>10.4f}")
+    kl_per_dim = " ".join(f"{v:.2f}" for v in metrics["kl_per_dim"])
+    units = f"{metrics['active_units']} of {len(metrics['kl_per_dim'])}"
+    lines.append(f"  {'active units':30}{units:>14}   (KL per dim: {kl_per_dim})")
+    if "linear_probe_accuracy" in metrics:
+        for label, key in (
+            ("linear probe", "linear_probe_accuracy"),
+            ("5-NN", "knn_accuracy"),
+            ("majority class", "majority_class_accuracy"),
+        ):
+            row = f"{metrics['label']} accuracy: {label}"
+            lines.append(f"  {row:30}{metrics[key]:>14.3f}")
+    if "mig" in metrics:
+        gaps = ", ".join(
+            f"{name} {gap:.2f}"
+            for name, gap in metrics["mig_per_factor"].items()
+            if gap is not None
+        )
+        lines.append(f"  {'MIG':30}{metrics['mig']:>14.3f}   ({gaps})")
+    return "\n".join(lines)
+
+
+main = usage_main("eval", APP_NAME, evaluate)

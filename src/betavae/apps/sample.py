@@ -1,0 +1,55 @@
+"""`betavae-sample`: PNG grids of what a trained model generates, in `<run>/samples/`."""
+
+import math
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from betavae.apps.usage import open_run, usage_main
+from betavae.errors import UserError
+from betavae.evaluation.collect import run_split
+from betavae.evaluation.pictures import interpolation, traversal
+from betavae.training.results import shown_path
+
+APP_NAME = "betavae-sample"
+
+
+def sample(cfg: DictConfig) -> list[Path]:
+    """Prior samples, and (from test images) traversals and interpolations, as PNG files."""
+    run = open_run(cfg)
+    datamodule = run.datamodule(cfg.data)
+    vae = run.vae
+    device = next(vae.parameters()).device
+    grids: dict[str, tuple[torch.Tensor, int]] = {}
+    with torch.no_grad():
+        prior = vae.sample(cfg.n, torch.Generator(device).manual_seed(cfg.seed))
+    grids["prior"] = (prior.float(), math.ceil(math.sqrt(cfg.n)))
+    if cfg.traverse or cfg.interpolate:
+        results = run_split(vae, datamodule.split_dataloader("test"))
+        mu = results.mu.to(device)
+        if cfg.traverse:
+            order = results.kl.mean(0).argsort(descending=True)
+            grids["traversal"] = (traversal(vae, mu[0], order, cfg.span, cfg.steps), cfg.steps)
+        if cfg.interpolate:
+            if len(mu) < 2 * cfg.pairs:
+                raise UserError(
+                    f"pairs={cfg.pairs} needs {2 * cfg.pairs} test images, there are {len(mu)}; "
+                    "lower pairs"
+                )
+            pairs = mu[: 2 * cfg.pairs].view(cfg.pairs, 2, -1)
+            lines = interpolation(vae, pairs[:, 0], pairs[:, 1], cfg.steps)
+            grids["interpolation"] = (lines, cfg.steps)
+    out_dir = run.results_dir("samples")
+    out_dir.mkdir(exist_ok=True)
+    paths = []
+    for name, (images, per_row) in grids.items():
+        path = out_dir / f"{name}.png"
+        save_image(images.clamp(0, 1).cpu(), path, nrow=per_row, pad_value=0.5)
+        paths.append(path)
+    print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths)}")
+    return paths
+
+
+main = usage_main("sample", APP_NAME, sample)

@@ -1,0 +1,107 @@
+"""`betavae-score`: anomaly scores per example, flagged against a threshold set on normal data."""
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from betavae.apps.usage import open_run, results_stem, usage_main
+from betavae.data.base import class_labels, source_indices
+from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
+from betavae.evaluation.collect import run_split
+from betavae.training.results import shown_path
+
+APP_NAME = "betavae-score"
+
+
+def score(cfg: DictConfig) -> Path:
+    """Score a split (of the run's data with every class, or of `data=`), write CSV + summary.
+
+    The threshold comes from the run's own validation split, the normal data the model was
+    trained on (without any excluded classes), so it means the same whatever is scored.
+    """
+    run = open_run(cfg)
+    reference = run.datamodule()
+    if "_target_" in cfg.data:
+        scored = run.datamodule(cfg.data)
+    else:
+        # The run's data again, with the classes held out of training put back to be scored.
+        scored = run.datamodule(OmegaConf.merge({"exclude_classes": []}, cfg.data))
+    iwae_k = cfg.k if cfg.score == "iwae" else None
+    normal = anomaly_scores(
+        run_split(run.vae, reference.split_dataloader("val"), iwae_k), cfg.score
+    )
+    results = run_split(run.vae, scored.split_dataloader(cfg.split), iwae_k)
+    scores = anomaly_scores(results, cfg.score)
+    threshold = quantile_threshold(normal, cfg.quantile)
+    flagged = scores > threshold
+    split = getattr(scored, f"{cfg.split}_set")
+    indices = source_indices(split)
+    labels = class_labels(split)
+    anomalous = cfg.anomalous_classes
+    if anomalous is None:  # by default, the classes the model never saw
+        anomalous = run.config.data.get("exclude_classes", [])
+    is_anomaly = None
+    if labels is not None and anomalous:
+        is_anomaly = torch.isin(labels, torch.tensor(list(anomalous)))
+    summary: dict[str, Any] = {
+        "checkpoint": str(run.checkpoint.resolve()),
+        "split": cfg.split,
+        "score": cfg.score,
+        "examples": len(scores),
+        "quantile": cfg.quantile,
+        "threshold": threshold,
+        "flagged": int(flagged.sum()),
+        "flagged_indices": indices[flagged].tolist(),
+        "anomalous_classes": list(anomalous),
+    }
+    found = None if is_anomaly is None else separation(scores, is_anomaly)
+    if found is not None:
+        summary.update(auroc=found.auroc, auprc=found.auprc, anomalies=int(is_anomaly.sum()))
+    out_dir = run.results_dir("scores")
+    out_dir.mkdir(exist_ok=True)
+    stem = results_stem(cfg)
+    table = out_dir / f"{stem}.csv"
+    columns = {
+        "index": indices.tolist(),
+        "label": [""] * len(scores) if labels is None else labels.tolist(),
+        "score": scores.tolist(),
+        "flagged": flagged.int().tolist(),
+    }
+    if is_anomaly is not None:
+        columns["anomaly"] = is_anomaly.int().tolist()
+    _write_csv(table, columns)
+    summary_path = out_dir / f"{stem}.json"
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(report(summary, len(normal)))
+    print(f"Scores:  {shown_path(table)}\nSummary: {shown_path(summary_path)}")
+    return table
+
+
+def _write_csv(path: Path, columns: dict[str, list]) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
+
+
+def report(summary: dict[str, Any], num_normal: int) -> str:
+    flagged, examples = summary["flagged"], summary["examples"]
+    lines = [
+        f"Scored {examples} {summary['split']} examples by {summary['score']} "
+        "(nats; higher = more anomalous).",
+        f"Threshold {summary['threshold']:.2f}, the {summary['quantile']} quantile of "
+        f"{num_normal} validation scores: {flagged} flagged ({flagged / examples:.1%}).",
+    ]
+    if "auroc" in summary:
+        lines.append(
+            f"Classes {summary['anomalous_classes']} as anomalies ({summary['anomalies']} of "
+            f"{examples}): AUROC {summary['auroc']:.3f}, AUPRC {summary['auprc']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+main = usage_main("score", APP_NAME, score)

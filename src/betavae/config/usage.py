@@ -1,0 +1,90 @@
+"""Schemas of the apps that use a trained model: betavae-eval, -sample, -encode and -score.
+
+They share `run=` (which model) and an optional `data=` (another data set than the run's);
+each adds its own keys, range-checked like the training config's (see `schema`).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hydra.core.config_store import ConfigStore
+
+from betavae.config.schema import PathsConfig, _Checked
+from betavae.evaluation.anomaly import SCORES
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class UsageConfig(_Checked):
+    section: ClassVar[str] = ""
+    run: str | None = None
+    """A run directory (its best checkpoint is used) or a .ckpt file in its checkpoints/."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """A data group's config (`data=mnist ...`): another data set; else changes to the run's
+    own data config (`+data.batch_size=32`)."""
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+
+    def _require_split(self, split: str) -> None:
+        self._require(split in SPLITS, "split", f"one of {', '.join(SPLITS)}")
+
+
+@dataclass
+class EvalConfig(UsageConfig):
+    split: str = "test"
+    k: int = 100
+
+    def __post_init__(self) -> None:
+        self._require_split(self.split)
+        self._require(self.k >= 1, "k", "an integer >= 1 (importance samples per example)")
+
+
+@dataclass
+class SampleConfig(UsageConfig):
+    n: int = 64
+    traverse: bool = True
+    interpolate: bool = True
+    span: float = 3.0
+    steps: int = 10
+    pairs: int = 8
+
+    def __post_init__(self) -> None:
+        self._require(self.n >= 1, "n", "an integer >= 1")
+        self._require(self.span > 0, "span", "a number > 0 (traversals sweep -span..span)")
+        self._require(self.steps >= 2, "steps", "an integer >= 2")
+        self._require(self.pairs >= 1, "pairs", "an integer >= 1")
+
+
+@dataclass
+class EncodeConfig(UsageConfig):
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        self._require_split(self.split)
+
+
+@dataclass
+class ScoreConfig(UsageConfig):
+    split: str = "test"
+    score: str = "elbo"
+    quantile: float = 0.99
+    k: int = 100
+    anomalous_classes: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        self._require_split(self.split)
+        self._require(self.score in SCORES, "score", f"one of {', '.join(SCORES)}")
+        self._require(0 < self.quantile < 1, "quantile", "a number in (0, 1)")
+        self._require(self.k >= 1, "k", "an integer >= 1 (importance samples for score=iwae)")
+
+
+def register_usage_schemas() -> None:
+    store = ConfigStore.instance()
+    for name, node in {
+        "eval": EvalConfig,
+        "sample": SampleConfig,
+        "encode": EncodeConfig,
+        "score": ScoreConfig,
+    }.items():
+        store.store(name=f"{name}_schema", node=node)

@@ -1,0 +1,1 @@
+"""Measuring and showing a trained VAE: likelihoods, representations, anomalies, pictures."""

@@ -1,0 +1,62 @@
+"""How much the latent space holds: active units, and how well μ predicts a label.
+
+The probes are the usual representation-learning read-outs: a linear classifier and a k-NN
+vote, both fitted on the training split's μ and scored on another split's μ.
+"""
+
+import torch
+from torch import Tensor
+
+# A unit is active when its posterior mean moves with the input: Cov_x(E_q[z_d]) above this
+# (Burda et al. 2016). Inactive units have collapsed to the prior and carry no information.
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def active_units(mu: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> Tensor:
+    """(D,) bool: which latent dimensions are active over the examples `mu` (N, D)."""
+    return mu.double().var(dim=0) > threshold
+
+
+def _standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
+    """Scale both by the training statistics, so inactive (tiny) dims do not dominate or vanish."""
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    return (train - mean) / std, (test - mean) / std
+
+
+def linear_probe_accuracy(
+    train_mu: Tensor, train_labels: Tensor, test_mu: Tensor, test_labels: Tensor, steps: int = 100
+) -> float:
+    """Accuracy of multinomial logistic regression (L-BFGS, a little L2) fitted on the train μ."""
+    train_x, test_x = _standardize(train_mu.double(), test_mu.double())
+    classes = int(max(train_labels.max(), test_labels.max())) + 1
+    weight = torch.zeros(train_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        logits = train_x @ weight + bias
+        loss = torch.nn.functional.cross_entropy(logits, train_labels) + 1e-4 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        predictions = (test_x @ weight + bias).argmax(1)
+    return (predictions == test_labels).double().mean().item()
+
+
+def knn_accuracy(
+    train_mu: Tensor, train_labels: Tensor, test_mu: Tensor, test_labels: Tensor, k: int = 5
+) -> float:
+    """Accuracy of a majority vote among the k nearest training μ (Euclidean, standardized)."""
+    train_x, test_x = _standardize(train_mu.float(), test_mu.float())
+    classes = int(max(train_labels.max(), test_labels.max())) + 1
+    correct = 0
+    for start in range(0, len(test_x), 1024):  # bounds the distance matrix to 1024 rows
+        distances = torch.cdist(test_x[start : start + 1024], train_x)
+        nearest = distances.topk(min(k, len(train_x)), largest=False).indices
+        votes = torch.nn.functional.one_hot(train_labels[nearest], classes).sum(1)
+        correct += (votes.argmax(1) == test_labels[start : start + 1024]).sum().item()
+    return correct / len(test_x)

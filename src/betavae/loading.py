@@ -1,0 +1,102 @@
+"""Opening a trained model: `run=<run dir or .ckpt>` to the model, its run and its data.
+
+One way in for every app that uses a trained model, so a run directory, a checkpoint path and
+every way either can be wrong are handled, and reported, the same way everywhere.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from betavae.data.base import BaseDataModule
+from betavae.errors import UserError
+from betavae.training.callbacks import BEST_NAME
+from betavae.training.checkpoints import checkpoint_hparams
+from betavae.training.module import VAEModule
+from betavae.training.run_dir import CHECKPOINT_DIR, CONFIG_FILE, require_run_dir
+from betavae.vae import VAE
+
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_NAME}.ckpt"
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    checkpoint: Path
+    module: VAEModule
+    config: DictConfig
+    """The run's saved, resolved config (`<run>/config.yaml`)."""
+
+    @property
+    def vae(self) -> VAE:
+        return self.module.vae
+
+    def results_dir(self, name: str) -> Path:
+        """Where an app writes: `<run>/<name>` for the best checkpoint, else one per checkpoint,
+        so results of different checkpoints never overwrite each other."""
+        if self.checkpoint.resolve() == (self.run_dir / BEST_CHECKPOINT).resolve():
+            return self.run_dir / name
+        return self.run_dir / f"{name}-{self.checkpoint.stem}"
+
+    def datamodule(self, data: DictConfig | None = None) -> BaseDataModule:
+        """The data to use the model on, set up and checked to fit it: `data` where it names a
+        data set (has a `_target_`), else the run's own data with `data`'s keys changed."""
+        if data is None or "_target_" not in data:
+            data = OmegaConf.merge(self.config.data, data or {})
+        datamodule = instantiate(data)
+        wanted = tuple(self.module.hparams.image_shape)
+        if tuple(datamodule.image_shape) != wanted:
+            raise UserError(
+                f"the data's images are {list(datamodule.image_shape)} (C, H, W) but the model "
+                f"takes {list(wanted)}; set data.image_size / data.channels to match"
+            )
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        return datamodule
+
+
+def load_run(run: str | None, key: str = "run") -> LoadedRun:
+    """The model of a run directory (its best checkpoint) or of a checkpoint inside a run.
+
+    A checkpoint must sit in its run's `checkpoints/` folder, since the run's config (above it)
+    says which data the model was trained on.
+    """
+    if run is None:
+        raise UserError(
+            f"{key} is missing; pass {key}=<run dir> or {key}=<run dir>/{BEST_CHECKPOINT}"
+        )
+    path = Path(run).expanduser()
+    if path.is_dir():
+        run_dir = require_run_dir(path, key)
+        checkpoint = run_dir / BEST_CHECKPOINT
+        if not checkpoint.is_file():
+            raise UserError(
+                f"{key}={path}: {BEST_CHECKPOINT} is missing (the run stopped before its first "
+                f"checkpoint); pass {key}=<a .ckpt file of the run> or train it again"
+            )
+    elif path.is_file():
+        checkpoint = path
+        run_dir = path.parent.parent
+        if path.parent.name != CHECKPOINT_DIR or not (run_dir / CONFIG_FILE).is_file():
+            raise UserError(
+                f"{key}={path}: not inside a run's {CHECKPOINT_DIR}/ folder, so the run's "
+                f"{CONFIG_FILE} is unknown; pass the run directory or a checkpoint inside it"
+            )
+    else:
+        raise UserError(
+            f"{key}={path}: no such file or directory; pass a run directory made by "
+            "betavae-train (outputs/<date>/<time>) or a .ckpt file inside its checkpoints/"
+        )
+    checkpoint_hparams(checkpoint, key)
+    try:
+        config = OmegaConf.load(run_dir / CONFIG_FILE)
+        module = VAEModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{key}={path}: the run cannot be loaded ({reason})") from error
+    if torch.cuda.is_available():
+        module = module.cuda()
+    return LoadedRun(run_dir, checkpoint, module.eval(), config)

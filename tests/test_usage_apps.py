@@ -1,0 +1,234 @@
+"""The four commands that use a trained model, run for real on one short training run.
+
+The run is trained on two sprite shapes (squares held out with data.exclude_classes), so the
+same run serves the anomaly test and the files-and-messages tests of every command.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+from omegaconf import OmegaConf
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from betavae.data.base import class_labels
+from betavae.errors import UserError
+from betavae.loading import load_run
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 6
+LATENT_DIM = 4
+IMAGE_SIZE = 32
+HELD_OUT_RUN = [
+    "data.num_examples=2000",
+    f"data.image_size={IMAGE_SIZE}",
+    "data.batch_size=64",
+    "data.exclude_classes=[0]",
+    "model.hidden_dims=[128]",
+    f"model.latent_dim={LATENT_DIM}",
+    f"trainer.max_epochs={EPOCHS}",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.enable_progress_bar=false",
+    "callbacks.traversals.every_n_epochs=3",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    cwd = tmp_path_factory.mktemp("held_out")
+    result = run_cli(HELD_OUT_RUN, cwd=cwd, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    (run,) = (cwd / "outputs").glob("*/*")
+    return run
+
+
+def _test_shapes(run_dir: Path) -> torch.Tensor:
+    """The shape of every example of the run's test split, with nothing excluded."""
+    run = load_run(str(run_dir))
+    everything = OmegaConf.merge(run.config.data, {"exclude_classes": []})
+    return class_labels(run.datamodule(everything).test_set)
+
+
+def _use(command: str, args: list[str], cwd: Path, data_dir: Path):
+    result = run_cli(args, cwd=cwd, data_dir=data_dir, script=f"betavae-{command}")
+    assert result.returncode == 0, result.stderr
+    assert not list(cwd.iterdir())  # results go into the run, nothing into the current directory
+    return result
+
+
+def test_training_logs_a_traversal_every_n_epochs(run_dir):
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+
+    traversals = events.Images("val/traversal")
+
+    assert len(traversals) == EPOCHS // 3
+    # One row per latent dimension, 10 steps across; make_grid pads each 32-pixel image by 2.
+    assert (traversals[-1].width, traversals[-1].height) == (10 * 34 + 2, LATENT_DIM * 34 + 2)
+
+
+def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir):
+    result = _use("eval", [f"run={run_dir}", "k=50"], tmp_path, data_dir)
+
+    metrics = json.loads((run_dir / "eval/metrics.json").read_text())
+    pixels = IMAGE_SIZE * IMAGE_SIZE
+    assert metrics["examples"] == _test_shapes(run_dir).ne(0).sum()  # the squares are held out
+    assert metrics["elbo"] == pytest.approx(metrics["recon"] + metrics["kl"], rel=1e-5)
+    assert metrics["elbo_bpd"] == pytest.approx(metrics["elbo"] / (pixels * math.log(2)))
+    assert metrics["nll_iwae"] < metrics["elbo"]  # log p(x) >= ELBO
+    assert len(metrics["kl_per_dim"]) == LATENT_DIM
+    assert sum(metrics["kl_per_dim"]) == pytest.approx(metrics["kl"], rel=1e-4)
+    assert 1 <= metrics["active_units"] == len(metrics["active_dims"]) <= LATENT_DIM
+    assert metrics["linear_probe_accuracy"] > metrics["majority_class_accuracy"]
+    assert 0 <= metrics["mig"] <= 1
+    assert set(metrics["mig_per_factor"]) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
+    assert "-log p(x) (IWAE, k=50)" in result.stdout
+    assert f"Metrics: {run_dir / 'eval/metrics.json'}" in result.stdout
+
+
+def test_sample_writes_prior_traversal_and_interpolation_grids(run_dir, tmp_path, data_dir):
+    result = _use("sample", [f"run={run_dir}", "n=16", "steps=7", "pairs=3"], tmp_path, data_dir)
+
+    sizes = {
+        name: Image.open(run_dir / "samples" / f"{name}.png").size
+        for name in ("prior", "traversal", "interpolation")
+    }
+    tile = IMAGE_SIZE + 2
+    assert sizes == {
+        "prior": (4 * tile + 2, 4 * tile + 2),
+        "traversal": (7 * tile + 2, LATENT_DIM * tile + 2),
+        "interpolation": (7 * tile + 2, 3 * tile + 2),
+    }
+    assert str(run_dir / "samples") in result.stdout
+
+
+def test_encode_writes_latents_numpy_loads_and_a_scatter(run_dir, tmp_path, data_dir):
+    _use("encode", [f"run={run_dir}", "split=val"], tmp_path, data_dir)
+
+    latents = np.load(run_dir / "latents/val.npz")
+    count = len(latents["mu"])
+    assert latents["mu"].shape == latents["logvar"].shape == (count, LATENT_DIM)
+    assert latents["targets"].shape == (count, 5)
+    assert set(latents["labels"].tolist()) == {1, 2}  # the squares were held out
+    np.testing.assert_array_equal(latents["labels"], latents["targets"][:, 0])
+    assert len(set(latents["index"].tolist())) == count
+    assert list(latents["factor_names"]) == ["shape", "scale", "orientation", "pos_x", "pos_y"]
+    assert Image.open(run_dir / "latents/val_scatter.png").size == (600, 500)
+
+
+def test_score_ranks_the_held_out_shape_as_anomalous(run_dir, tmp_path, data_dir):
+    result = _use("score", [f"run={run_dir}", "quantile=0.9"], tmp_path, data_dir)
+
+    with (run_dir / "scores/test.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    summary = json.loads((run_dir / "scores/test.json").read_text())
+    scores = torch.tensor([float(row["score"]) for row in rows])
+    squares = torch.tensor([row["label"] == "0" for row in rows])
+    assert len(rows) == 200  # the whole test split, the held-out squares back in it
+    assert [row["anomaly"] == "1" for row in rows] == squares.tolist()
+    assert summary["anomalous_classes"] == [0]
+    assert scores[squares].mean() > scores[~squares].mean()
+    assert summary["auroc"] > 0.7
+    flagged = [row["flagged"] == "1" for row in rows]
+    assert flagged == (scores > summary["threshold"]).tolist()
+    assert summary["flagged"] == sum(flagged)
+    flagged_indices = [int(row["index"]) for row, flag in zip(rows, flagged, strict=True) if flag]
+    assert summary["flagged_indices"] == flagged_indices
+    assert f"AUROC {summary['auroc']:.3f}" in result.stdout
+
+
+def test_score_a_folder_of_the_users_own_images(run_dir, tmp_path, data_dir):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(20):
+        pixels = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+        pixels[8 + i // 4 : 20, 6 : 14 + i] = 255
+        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+    args = [f"run={run_dir}", "data=image_folder", f"data.path={folder}", "data.channels=1"]
+    args += [f"data.image_size={IMAGE_SIZE}", "data.val_fraction=0.1", "data.test_fraction=0.5"]
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    _use("score", args, cwd, data_dir)
+
+    with (run_dir / "scores/imagefolder-test.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 10
+    assert all(math.isfinite(float(row["score"])) for row in rows)
+    assert "anomaly" not in rows[0]
+
+
+@pytest.mark.parametrize("command", ["eval", "sample", "encode", "score"])
+def test_a_bad_run_is_refused_in_one_line(command, tmp_path, data_dir):
+    result = run_cli(
+        [f"run={tmp_path}"], cwd=tmp_path, data_dir=data_dir, script=f"betavae-{command}"
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"betavae-{command}: error: run={tmp_path}: not a betavae run directory (no config.yaml "
+        "in it); pass a directory made by betavae-train, e.g. outputs/<date>/<time>"
+    ]
+    assert not list(tmp_path.iterdir())
+
+
+def _copy_run(run_dir: Path, to: Path) -> Path:
+    (to / "checkpoints").mkdir(parents=True)
+    (to / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    return to
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda run, tmp: tmp / "nope", "no such file or directory"),
+        (lambda run, tmp: _copy_run(run, tmp / "copy"), "checkpoints/best.ckpt is missing"),
+        (lambda run, tmp: tmp, "not a betavae run directory (no config.yaml in it)"),
+        (lambda run, tmp: _write(tmp / "x.ckpt", b"junk"), "not inside a run's checkpoints/"),
+        (
+            lambda run, tmp: _write(_copy_run(run, tmp / "c") / "checkpoints/best.ckpt", b"junk"),
+            "not a readable checkpoint",
+        ),
+        (lambda run, tmp: None, "run is missing; pass run=<run dir>"),
+    ],
+)
+def test_loading_explains_what_is_wrong_with_run(run_dir, tmp_path, make, message):
+    run = make(run_dir, tmp_path)
+
+    with pytest.raises(UserError, match="^" if run is None else f"^run={run}: ") as error:
+        load_run(None if run is None else str(run))
+
+    assert message in str(error.value)
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def test_loading_a_checkpoint_file_finds_its_run(run_dir):
+    checkpoint = run_dir / "checkpoints/last.ckpt"
+
+    run = load_run(str(checkpoint))
+
+    assert run.run_dir == run_dir
+    assert run.config.model.latent_dim == LATENT_DIM
+    assert run.results_dir("eval") == run_dir / "eval-last"
+    assert load_run(str(run_dir)).results_dir("eval") == run_dir / "eval"
+
+
+def test_data_of_another_image_shape_is_refused(run_dir, data_dir):
+    run = load_run(str(run_dir))
+    other = run.config.data.copy()
+    other.image_size = 28
+
+    with pytest.raises(UserError, match=r"images are \[1, 28, 28\].*takes \[1, 32, 32\]"):
+        run.datamodule(other)
