@@ -345,7 +345,6 @@ def drive(args: argparse.Namespace) -> None:
                 "fastest + bf16 autocast": ("fastest", [*mnist, "--accel=bf16"]),
                 "betavae": ("betavae", betavae_mlp),
                 "betavae bf16-mixed": ("betavae", [*betavae_mlp, "trainer.precision=bf16-mixed"]),
-                "betavae model.compile": ("betavae", [*betavae_mlp, "model.compile=true"]),
             },
             repeats,
             args.threads,

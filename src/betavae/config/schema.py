@@ -60,7 +60,6 @@ class ModelConfig(_Checked):
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     scheduler: str = "none"
-    compile: bool = False
 
     def __post_init__(self) -> None:
         self._require(self.network in NETWORKS, "network", f"one of {', '.join(NETWORKS)}")

@@ -46,7 +46,6 @@ class VAEModule(pl.LightningModule):
         adam_betas: Sequence[float] = (0.9, 0.999),
         weight_decay: float = 0.0,
         scheduler: str = "none",
-        compile: bool = False,
     ) -> None:
         super().__init__()
         # Plain lists, not tuples or ListConfigs, so the saved hyper-parameters round-trip
@@ -130,14 +129,6 @@ class VAEModule(pl.LightningModule):
             f"{stage}/kl": terms.kl.sum(1).mean(),
         }
         self.log_dict(others, batch_size=batch_size, sync_dist=True)
-
-    def configure_model(self) -> None:
-        """`compile=True`: torch.compile the VAE in place (its state_dict keys stay the same,
-        so checkpoints load either way). It measured about 2x faster training steps for the
-        MLP on this project's CPU (benchmarks/throughput.py), after about 30 s of compiling."""
-        if self.hparams.compile and not getattr(self, "_compiled", False):
-            self.vae.compile()
-            self._compiled = True
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
