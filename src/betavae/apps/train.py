@@ -18,8 +18,7 @@ from betavae.apps.multirun_job import (
 )
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
-from betavae.errors import UserError
-from betavae.training.run_dir import CONFIG_FILE, remove_fresh_run_dir, resume_overrides
+from betavae.training.run_dir import removed_if_start_fails, resume_overrides
 
 register_schemas()
 register_resolvers()
@@ -31,22 +30,13 @@ def _hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir, task_overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
     with exit_on_user_error(APP_NAME):
-        _validate(cfg, run_dir)
+        with removed_if_start_fails(run_dir, Path(cfg.paths.output_dir)):
+            validate(cfg)
         from betavae.training.pipeline import train  # torch and Lightning: seconds to import
 
         with ddp_ranks_run_this_job(run_dir, task_overrides):
             give_parallel_job_its_device(cfg, hydra_cfg)
             return train(cfg, run_dir, task_overrides)
-
-
-def _validate(cfg: DictConfig, run_dir: Path) -> None:
-    """Check every value, removing the run directory Hydra just made if one is wrong."""
-    try:
-        validate(cfg)
-    except UserError:
-        if not (run_dir / CONFIG_FILE).is_file():
-            remove_fresh_run_dir(run_dir, Path(cfg.paths.output_dir))
-        raise
 
 
 def _quiet_lightning() -> None:

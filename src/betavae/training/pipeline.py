@@ -11,8 +11,6 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.config.schema import validate
-from betavae.errors import UserError
 from betavae.training.callbacks import build_callbacks
 from betavae.training.checkpoints import check_checkpoint_fits
 from betavae.training.module import VAEModule
@@ -31,7 +29,7 @@ from betavae.training.run_dir import (
     METRICS_FILE,
     clear_unfinished_attempt,
     is_finished,
-    remove_fresh_run_dir,
+    removed_if_start_fails,
     require_same_config,
     resumed_config,
 )
@@ -40,17 +38,14 @@ from betavae.training.run_dir import (
 def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
     """Train and test one model in `run_dir`; return `cfg.optimized_metric` for sweepers.
 
+    `cfg` has been validated by the caller (the train app, before importing this module).
     Every rank of a DDP run calls this; only rank zero writes files and prints.
     """
     if cfg.resume == AUTO_RESUME and _is_finished_job(cfg, run_dir):
         return read_metrics(run_dir)[cfg.optimized_metric]
-    fresh = not (run_dir / CONFIG_FILE).is_file()
-    try:
+    root, rank_zero = Path(cfg.paths.output_dir), rank_zero_only.rank == 0
+    with removed_if_start_fails(run_dir, root, may_remove=rank_zero):
         datamodule, module, checkpoint, cfg = _prepare(cfg, run_dir, task_overrides)
-    except UserError:
-        if fresh and rank_zero_only.rank == 0:
-            remove_fresh_run_dir(run_dir, Path(cfg.paths.output_dir))
-        raise
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
@@ -78,18 +73,17 @@ def _is_finished_job(cfg: DictConfig, run_dir: Path) -> bool:
     """`resume=auto`: whether this job finished already, so that it is skipped, untouched."""
     if not (run_dir / CONFIG_FILE).is_file():
         return False
-    validate(cfg)
     require_same_config(cfg, run_dir)
-    if is_finished(run_dir) and rank_zero_only.rank == 0:
+    finished = is_finished(run_dir)
+    if finished and rank_zero_only.rank == 0:
         print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
-    return is_finished(run_dir)
+    return finished
 
 
 def _prepare(
     cfg: DictConfig, run_dir: Path, task_overrides: list[str]
 ) -> tuple[pl.LightningDataModule, VAEModule, Path | None, DictConfig]:
     """Everything that can fail because of the user, done before anything is trained."""
-    validate(cfg)
     checkpoint = None if cfg.ckpt_path is None else Path(cfg.ckpt_path)
     resuming = cfg.resume is not None
     if cfg.resume == AUTO_RESUME:

@@ -1,6 +1,8 @@
 """A run directory's layout, and continuing a run inside it (`resume=<run dir>`, `resume=auto`)."""
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -70,6 +72,22 @@ def resumed_config(cfg: DictConfig, task_overrides: list[str]) -> tuple[DictConf
             "checkpoint; start it again without resume"
         )
     return saved, checkpoint
+
+
+@contextmanager
+def removed_if_start_fails(run_dir: Path, root: Path, may_remove: bool = True) -> Iterator[None]:
+    """On a user error inside, delete the run directory if this start created it.
+
+    A directory that already holds a config.yaml belongs to an earlier start (a resumed run,
+    a sweep job) and is left as it is. `may_remove` is false on DDP ranks other than zero.
+    """
+    fresh = not (run_dir / CONFIG_FILE).is_file()
+    try:
+        yield
+    except UserError:
+        if fresh and may_remove:
+            remove_fresh_run_dir(run_dir, root)
+        raise
 
 
 def remove_fresh_run_dir(run_dir: Path, root: Path) -> None:
