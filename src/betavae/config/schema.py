@@ -85,6 +85,7 @@ class MLPModelConfig(ModelConfig):
 class ConvModelConfig(ModelConfig):
     network: str = "conv"
     channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
+    channels_last: bool = False
     hidden_dims: list[int] = field(default_factory=lambda: [256])
 
     def __post_init__(self) -> None:
