@@ -15,6 +15,7 @@ from betavae.evaluation.collect import run_split
 from betavae.training.results import shown_path
 
 APP_NAME = "betavae-score"
+# What a score is measured in, where it is not nats.
 UNITS = {"knn": "standardized latent distance"}
 
 
@@ -37,13 +38,10 @@ def score(cfg: DictConfig) -> Path:
     trained_on = None
     if cfg.score == "knn":
         trained_on = run_split(run.vae, reference.split_dataloader("train"))
-
-    def scores_of(loader) -> torch.Tensor:
-        results = run_split(run.vae, loader, iwae_k)
-        return anomaly_scores(results, cfg.score, trained_on, cfg.neighbours)
-
-    normal = scores_of(reference.split_dataloader("val"))
-    scores = scores_of(scored.split_dataloader(cfg.split))
+    normal, scores = (
+        anomaly_scores(run_split(run.vae, loader, iwae_k), cfg.score, trained_on, cfg.neighbours)
+        for loader in (reference.split_dataloader("val"), scored.split_dataloader(cfg.split))
+    )
     threshold = quantile_threshold(normal, cfg.quantile)
     flagged = scores > threshold
     split = getattr(scored, f"{cfg.split}_set")
