@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from betavae.data.sprites import render_sprites
-from betavae.evaluation.anomaly import quantile_threshold, separation
+from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
+from betavae.evaluation.collect import SplitResults
 from betavae.evaluation.disentanglement import discretize_factors, mutual_information_gap
 from betavae.evaluation.pictures import interpolation, traversal
 from betavae.evaluation.representation import active_units, knn_accuracy, linear_probe_accuracy
@@ -111,6 +112,48 @@ def test_separation_of_scores_in_nats_uses_their_order():
     assert found.auprc == pytest.approx(1.0)
     assert separation(-scores, is_anomaly).auroc == pytest.approx(0.0)
     assert separation(scores, torch.zeros(400, dtype=torch.bool)) is None
+
+
+def _encodings(mu: torch.Tensor, logvar: torch.Tensor) -> SplitResults:
+    count = len(mu)
+    return SplitResults(
+        mu, logvar, torch.zeros(count), torch.zeros(count), torch.zeros_like(mu), None
+    )
+
+
+def test_knn_scores_posteriors_unlike_the_reference_ones_higher():
+    reference = _encodings(torch.randn(2000, 3), torch.randn(2000, 3) * 0.1 - 2)
+    normal = _encodings(torch.randn(300, 3), torch.randn(300, 3) * 0.1 - 2)
+    far_mu = _encodings(
+        torch.randn(100, 3) + torch.tensor([6.0, 0, 0]), torch.randn(100, 3) * 0.1 - 2
+    )
+    # Means like the normal ones, but the encoder is unusually unsure: log σ² counts too.
+    wide = _encodings(torch.randn(100, 3), torch.randn(100, 3) * 0.1 - 1)
+    is_anomaly = torch.cat([torch.zeros(300), torch.ones(100)]).bool()
+
+    for odd in (far_mu, wide):
+        scores = torch.cat([anomaly_scores(results, "knn", reference) for results in (normal, odd)])
+        assert separation(scores, is_anomaly).auroc > 0.99
+
+
+def test_knn_distances_are_in_units_of_the_references_spread():
+    mu, logvar = torch.randn(500, 2), torch.randn(500, 2)
+    results = _encodings(torch.randn(50, 2), torch.randn(50, 2))
+    stretch = torch.tensor([1000.0, 1.0])
+
+    scores = anomaly_scores(results, "knn", _encodings(mu, logvar), neighbours=3)
+    stretched = anomaly_scores(
+        _encodings(results.mu * stretch, results.logvar),
+        "knn",
+        _encodings(mu * stretch, logvar),
+        neighbours=3,
+    )
+
+    torch.testing.assert_close(stretched, scores, rtol=1e-4, atol=1e-4)
+    copies = _encodings(mu[:10], logvar[:10])
+    assert anomaly_scores(copies, "knn", _encodings(mu, logvar), neighbours=1).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="needs the normal reference"):
+        anomaly_scores(results, "knn")
 
 
 def test_a_quantile_threshold_flags_that_share_of_normal_examples():

@@ -15,6 +15,8 @@ from betavae.evaluation.collect import run_split
 from betavae.training.results import shown_path
 
 APP_NAME = "betavae-score"
+# What a score is measured in, where it is not nats.
+UNITS = {"knn": "standardized latent distance"}
 
 
 def score(cfg: DictConfig) -> Path:
@@ -31,11 +33,15 @@ def score(cfg: DictConfig) -> Path:
         # The run's data again, with the classes held out of training put back to be scored.
         scored = run.datamodule(OmegaConf.merge({"exclude_classes": []}, cfg.data))
     iwae_k = cfg.k if cfg.score == "iwae" else None
-    normal = anomaly_scores(
-        run_split(run.vae, reference.split_dataloader("val"), iwae_k), cfg.score
+    # The knn score measures distances to the encodings of the normal data the model was
+    # trained on; the validation examples (for the threshold) are scored against them too.
+    trained_on = None
+    if cfg.score == "knn":
+        trained_on = run_split(run.vae, reference.split_dataloader("train"))
+    normal, scores = (
+        anomaly_scores(run_split(run.vae, loader, iwae_k), cfg.score, trained_on, cfg.neighbours)
+        for loader in (reference.split_dataloader("val"), scored.split_dataloader(cfg.split))
     )
-    results = run_split(run.vae, scored.split_dataloader(cfg.split), iwae_k)
-    scores = anomaly_scores(results, cfg.score)
     threshold = quantile_threshold(normal, cfg.quantile)
     flagged = scores > threshold
     split = getattr(scored, f"{cfg.split}_set")
@@ -92,7 +98,7 @@ def report(summary: dict[str, Any], num_normal: int) -> str:
     flagged, examples = summary["flagged"], summary["examples"]
     lines = [
         f"Scored {examples} {summary['split']} examples by {summary['score']} "
-        "(nats; higher = more anomalous).",
+        f"({UNITS.get(summary['score'], 'nats')}; higher = more anomalous).",
         f"Threshold {summary['threshold']:.2f}, the {summary['quantile']} quantile of "
         f"{num_normal} validation scores: {flagged} flagged ({flagged / examples:.1%}).",
     ]

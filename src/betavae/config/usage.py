@@ -70,6 +70,7 @@ class ScoreConfig(UsageConfig):
     score: str = "elbo"
     quantile: float = 0.99
     k: int = 100
+    neighbours: int = 5
     anomalous_classes: list[int] | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +78,7 @@ class ScoreConfig(UsageConfig):
         self._require(self.score in SCORES, "score", f"one of {', '.join(SCORES)}")
         self._require(0 < self.quantile < 1, "quantile", "a number in (0, 1)")
         self._require(self.k >= 1, "k", "an integer >= 1 (importance samples for score=iwae)")
+        self._require(self.neighbours >= 1, "neighbours", "an integer >= 1 (for score=knn)")
 
 
 def register_usage_schemas() -> None:

@@ -1,7 +1,8 @@
 """Anomaly detection with a VAE trained on normal data: unusual inputs are explained badly.
 
 An example's score is higher the less likely the model finds it: its negative ELBO (default),
-its reconstruction error alone, or its negative importance-weighted log-likelihood.
+its reconstruction error alone, or its negative importance-weighted log-likelihood. Or, with
+`knn`, the higher the further the encoder's summary of it lies from those of normal examples.
 """
 
 from dataclasses import dataclass
@@ -11,12 +12,23 @@ from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from betavae.evaluation.collect import SplitResults
+from betavae.evaluation.representation import nearest_neighbours, standardize
 
-SCORES = ("elbo", "recon", "iwae")
+SCORES = ("elbo", "recon", "iwae", "knn")
 
 
-def anomaly_scores(results: SplitResults, score: str) -> Tensor:
-    """(N,) scores in nats, higher = more anomalous; `iwae` needs results with log_px."""
+def anomaly_scores(
+    results: SplitResults,
+    score: str,
+    reference: SplitResults | None = None,
+    neighbours: int = 5,
+) -> Tensor:
+    """(N,) scores, higher = more anomalous: nats, except `knn`'s distances (which need the
+    normal `reference` results); `iwae` needs results with log_px."""
+    if score == "knn":
+        if reference is None:
+            raise ValueError("the knn score needs the normal reference results")
+        return encoding_distance(reference, results, neighbours)
     if score == "elbo":
         return results.elbo
     if score == "recon":
@@ -26,6 +38,25 @@ def anomaly_scores(results: SplitResults, score: str) -> Tensor:
             raise ValueError("the iwae score needs results collected with iwae_k")
         return -results.log_px
     raise ValueError(f"unknown score {score!r}; expected one of {SCORES}")
+
+
+def encoding_distance(reference: SplitResults, results: SplitResults, neighbours: int) -> Tensor:
+    """(N,) mean distance from each example's (μ, log σ²) to its `neighbours` nearest among the
+    reference's, each coordinate in units of its spread over the reference.
+
+    Why: a likelihood mostly ranks inputs by how hard they are to draw (on sprites: how many
+    pixels a sprite covers), not by how unlike the training data they are, while the encoder
+    maps an input unlike any it was trained on to a posterior unlike any training example's.
+    The k-NN distance measures how rare that posterior is without assuming a density (deep k-NN
+    out-of-distribution detection, Sun et al., ICML 2022).
+    """
+    reference_x, x = standardize(_encoding(reference), _encoding(results))
+    distances, _ = nearest_neighbours(reference_x, x, neighbours)
+    return distances.mean(1)
+
+
+def _encoding(results: SplitResults) -> Tensor:
+    return torch.cat([results.mu, results.logvar], dim=1).float()
 
 
 def quantile_threshold(normal_scores: Tensor, quantile: float) -> float:

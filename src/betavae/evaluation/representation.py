@@ -17,7 +17,7 @@ def active_units(mu: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> Tensor
     return mu.double().var(dim=0) > threshold
 
 
-def _standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
+def standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
     """Scale both by the training statistics, so inactive (tiny) dims do not dominate or vanish."""
     mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
     return (train - mean) / std, (test - mean) / std
@@ -27,7 +27,7 @@ def linear_probe_accuracy(
     train_mu: Tensor, train_labels: Tensor, test_mu: Tensor, test_labels: Tensor, steps: int = 100
 ) -> float:
     """Accuracy of multinomial logistic regression (L-BFGS, a little L2) fitted on the train μ."""
-    train_x, test_x = _standardize(train_mu.double(), test_mu.double())
+    train_x, test_x = standardize(train_mu.double(), test_mu.double())
     classes = int(max(train_labels.max(), test_labels.max())) + 1
     weight = torch.zeros(train_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
@@ -51,12 +51,18 @@ def knn_accuracy(
     train_mu: Tensor, train_labels: Tensor, test_mu: Tensor, test_labels: Tensor, k: int = 5
 ) -> float:
     """Accuracy of a majority vote among the k nearest training μ (Euclidean, standardized)."""
-    train_x, test_x = _standardize(train_mu.float(), test_mu.float())
+    train_x, test_x = standardize(train_mu.float(), test_mu.float())
     classes = int(max(train_labels.max(), test_labels.max())) + 1
-    correct = 0
-    for start in range(0, len(test_x), 1024):  # bounds the distance matrix to 1024 rows
-        distances = torch.cdist(test_x[start : start + 1024], train_x)
-        nearest = distances.topk(min(k, len(train_x)), largest=False).indices
-        votes = torch.nn.functional.one_hot(train_labels[nearest], classes).sum(1)
-        correct += (votes.argmax(1) == test_labels[start : start + 1024]).sum().item()
-    return correct / len(test_x)
+    _, nearest = nearest_neighbours(train_x, test_x, k)
+    votes = torch.nn.functional.one_hot(train_labels[nearest], classes).sum(1)
+    return (votes.argmax(1) == test_labels).double().mean().item()
+
+
+def nearest_neighbours(train_x: Tensor, test_x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(distances, indices), each (N, k): the k nearest rows of `train_x` to each row of
+    `test_x` (Euclidean), nearest first; the distance matrix is built 1024 rows at a time."""
+    found = [
+        torch.cdist(test_x[start : start + 1024], train_x).topk(min(k, len(train_x)), largest=False)
+        for start in range(0, len(test_x), 1024)
+    ]
+    return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
