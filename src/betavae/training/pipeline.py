@@ -79,7 +79,7 @@ def _stop_per_step_cuda_probes() -> None:
     Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1, which makes every
     `torch.cuda.is_available()` load and query NVML from scratch, so that the check cannot
     stop a later fork from using CUDA. Adam asks it on every step: on a machine with a CUDA
-    build of torch but no GPU that measured 0.4 ms of a 7 ms step. A run on the CPU never uses
+    build of torch but no GPU that measured about 0.4 ms per step. A run on the CPU never uses
     CUDA itself, and by now Lightning has made its device checks.
     """
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
