@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
 from betavae.data.in_memory import InMemoryBatches, split_tensors
+from betavae.data.subsets import source_and_indices
 from betavae.errors import UserError
 
 
@@ -122,13 +123,12 @@ def class_labels(dataset: Dataset) -> Tensor | None:
     Sprites give their shape (`class_labels`); torchvision's labelled sets and class folders
     give `targets`. A `Subset` (a carved split) takes its indices' labels.
     """
-    if isinstance(dataset, Subset):
-        labels = class_labels(dataset.dataset)
-        return (
-            None if labels is None else labels[torch.as_tensor(dataset.indices, dtype=torch.long)]
-        )
-    labels = getattr(dataset, "class_labels", getattr(dataset, "targets", None))
-    return None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+    source, indices = source_and_indices(dataset)
+    labels = getattr(source, "class_labels", getattr(source, "targets", None))
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    return labels if indices is None else labels[indices]
 
 
 def without_classes(dataset: Dataset, classes: Sequence[int]) -> Dataset:
@@ -148,6 +148,5 @@ def without_classes(dataset: Dataset, classes: Sequence[int]) -> Dataset:
 def source_indices(dataset: Dataset) -> Tensor:
     """(N,) each example's index in the data set a split was carved from (a file's sorted
     position, a torchvision index), so results can be traced back to the original example."""
-    if isinstance(dataset, Subset):
-        return source_indices(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
-    return torch.arange(len(dataset))  # type: ignore[arg-type]
+    source, indices = source_and_indices(dataset)
+    return torch.arange(len(source)) if indices is None else indices  # type: ignore[arg-type]

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision import datasets
+
+from betavae.data.subsets import source_and_indices
 
 
 class EpochOrder:
@@ -113,13 +115,15 @@ def split_tensors(dataset: Dataset) -> tuple[Tensor, Tensor, int] | None:
     qualify; ones that decode an image file per example (CelebA, image folders) do not, and
     keep the DataLoader path. A `Subset` (a carved split) is the gather of its indices.
     """
-    if isinstance(dataset, Subset):
-        whole = split_tensors(dataset.dataset)
-        if whole is None:
-            return None
-        images, targets, pixel_max = whole
-        index = torch.as_tensor(dataset.indices, dtype=torch.long)
-        return images[index], targets[index], pixel_max
+    source, indices = source_and_indices(dataset)
+    whole = _whole_tensors(source)
+    if whole is None or indices is None:
+        return whole
+    images, targets, pixel_max = whole
+    return images[indices], targets[indices], pixel_max
+
+
+def _whole_tensors(dataset: Dataset) -> tuple[Tensor, Tensor, int] | None:
     tensors = getattr(dataset, "tensors_uint8", None)
     if tensors is not None:
         return tensors()
