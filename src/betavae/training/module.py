@@ -174,6 +174,6 @@ class VAEModule(pl.LightningModule):
         so Lightning refuses it with 16-mixed gradient clipping: then foreach, the next best.
         """
         clipping = bool(self.trainer.gradient_clip_val)
-        if clipping and self.trainer.precision in ("16-mixed", "16"):
+        if clipping and self.trainer.precision == "16-mixed":
             return {"foreach": True}
         return {"fused": True}
