@@ -38,6 +38,11 @@ class _Checked:
             name = f"{self.section}.{key}" if self.section else key
             raise UserError(f"{name}={value!r} is not allowed: {allowed}")
 
+    def _require_counts(self, *keys: str) -> None:
+        """Each of `keys` is a count of something (epochs, steps, images): at least 1."""
+        for key in keys:
+            self._require(getattr(self, key) >= 1, key, "an integer >= 1")
+
     def _require_positive_ints(self, key: str, values: Sequence[int], allow_empty: bool) -> None:
         ok = (allow_empty or len(values) > 0) and all(v >= 1 for v in values)
         self._require(ok, key, "a list of integers >= 1, e.g. [400]")
@@ -63,7 +68,7 @@ class ModelConfig(_Checked):
 
     def __post_init__(self) -> None:
         self._require(self.network in NETWORKS, "network", f"one of {', '.join(NETWORKS)}")
-        self._require(self.latent_dim >= 1, "latent_dim", "an integer >= 1")
+        self._require_counts("latent_dim")
         self._require_positive_ints("hidden_dims", self.hidden_dims, allow_empty=True)
         self._require(self.likelihood in LIKELIHOODS, "likelihood", " or ".join(LIKELIHOODS))
         self._require(self.gaussian_std > 0, "gaussian_std", "a number > 0")
@@ -107,7 +112,7 @@ class DataConfig(_Checked):
     exclude_classes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._require(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        self._require_counts("batch_size")
         self._require(self.num_workers >= 0, "num_workers", "an integer >= 0")
         self._require(0 < self.val_fraction < 1, "val_fraction", "a number in (0, 1)")
 
@@ -191,12 +196,9 @@ class TrainerConfig(_Checked):
     enable_progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        self._require(self.max_epochs >= 1, "max_epochs", "an integer >= 1")
+        self._require_counts("max_epochs", "num_nodes", "log_every_n_steps")
+        self._require_counts("check_val_every_n_epoch")
         self._require(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
-        self._require(self.num_nodes >= 1, "num_nodes", "an integer >= 1")
-        self._require(self.log_every_n_steps >= 1, "log_every_n_steps", "an integer >= 1")
-        every_ok = self.check_val_every_n_epoch >= 1
-        self._require(every_ok, "check_val_every_n_epoch", "an integer >= 1")
         for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
             self._require(_is_batch_limit(getattr(self, key)), key, _BATCH_LIMIT_HELP)
 
@@ -232,9 +234,7 @@ class ImagesConfig(_Checked):
     num_samples: int = 64
 
     def __post_init__(self) -> None:
-        self._require(self.every_n_epochs >= 1, "every_n_epochs", "an integer >= 1")
-        self._require(self.num_reconstructions >= 1, "num_reconstructions", "an integer >= 1")
-        self._require(self.num_samples >= 1, "num_samples", "an integer >= 1")
+        self._require_counts("every_n_epochs", "num_reconstructions", "num_samples")
 
 
 @dataclass
@@ -243,7 +243,7 @@ class ProgressBarConfig(_Checked):
     refresh_rate: int = 10
 
     def __post_init__(self) -> None:
-        self._require(self.refresh_rate >= 1, "refresh_rate", "an integer >= 1")
+        self._require_counts("refresh_rate")
 
 
 @dataclass
@@ -254,7 +254,7 @@ class TraversalsConfig(_Checked):
     steps: int = 10
 
     def __post_init__(self) -> None:
-        self._require(self.every_n_epochs >= 1, "every_n_epochs", "an integer >= 1")
+        self._require_counts("every_n_epochs")
         self._require(self.span > 0, "span", "a number > 0 (each dimension sweeps -span..span)")
         self._require(self.steps >= 2, "steps", "an integer >= 2")
 

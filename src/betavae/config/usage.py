@@ -50,10 +50,9 @@ class SampleConfig(UsageConfig):
     pairs: int = 8
 
     def __post_init__(self) -> None:
-        self._require(self.n >= 1, "n", "an integer >= 1")
+        self._require_counts("n", "pairs")
         self._require(self.span > 0, "span", "a number > 0 (traversals sweep -span..span)")
         self._require(self.steps >= 2, "steps", "an integer >= 2")
-        self._require(self.pairs >= 1, "pairs", "an integer >= 1")
 
 
 @dataclass
