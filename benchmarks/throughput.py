@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import torch
@@ -295,7 +295,13 @@ def main() -> None:
         help="repeats of the headline comparison (the other parts take 2 and 3 fewer)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="a new JSON file for the results (default: benchmarks/results/throughput-<start "
+        "time>.json); an existing file is never replaced",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -310,6 +316,8 @@ def main() -> None:
     )
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.out is not None and args.out.exists():
+        parser.error(f"--out {args.out} exists already; name a new file")
     torch.set_num_threads(args.threads)
     if args.worker:
         WORKERS[args.worker](args)
@@ -323,6 +331,8 @@ def drive(args: argparse.Namespace) -> None:
     sizes = Sizes.quick() if quick else Sizes()
     results: dict = {
         "date": date.today().isoformat(),
+        "started": datetime.now().strftime("%Y-%m-%dT%H-%M-%S"),
+        "quick": quick,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
         "torch": torch.__version__,
         "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
@@ -465,9 +475,11 @@ def print_and_save(results: dict, out: Path | None) -> None:
             f"betavae / {other}: {ratio:.2f}x (medians); within each repeat: "
             + ", ".join(f"{r:.2f}" for r in paired)
         )
-    out = out or RESULTS_DIR / f"throughput-{results['date']}.json"
+    # A new file every time: a committed result is never replaced by another run's.
+    out = out or RESULTS_DIR / f"throughput-{results['started']}{'-quick' * results['quick']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    with out.open("x") as file:
+        file.write(json.dumps(results, indent=2) + "\n")
     print(f"Results: {out}")
 
 
