@@ -8,6 +8,7 @@ out ellipses for the anomaly test that needs a model which has learned more than
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_training_logs_a_traversal_every_n_epochs(run_dir):
 def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir):
     result = _use("eval", [f"run={run_dir}", "k=50"], tmp_path, data_dir)
 
-    metrics = json.loads((run_dir / "eval/metrics.json").read_text())
+    metrics = json.loads((run_dir / "eval/metrics-test-k=50.json").read_text())
     pixels = IMAGE_SIZE * IMAGE_SIZE
     assert metrics["examples"] == _test_shapes(run_dir).ne(0).sum()  # the squares are held out
     assert metrics["elbo"] == pytest.approx(metrics["recon"] + metrics["kl"], rel=1e-5)
@@ -114,16 +115,18 @@ def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir)
     assert 0 <= metrics["mig"] <= 1
     assert set(metrics["mig_per_factor"]) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
     assert "-log p(x) (IWAE, k=50)" in result.stdout
-    assert f"Metrics: {run_dir / 'eval/metrics.json'}" in result.stdout
+    assert f"Metrics: {run_dir / 'eval/metrics-test-k=50.json'}" in result.stdout
 
 
 def test_sample_writes_prior_traversal_and_interpolation_grids(run_dir, tmp_path, data_dir):
     result = _use("sample", [f"run={run_dir}", "n=16", "steps=7", "pairs=3"], tmp_path, data_dir)
 
-    sizes = {
-        name: Image.open(run_dir / "samples" / f"{name}.png").size
-        for name in ("prior", "traversal", "interpolation")
+    files = {
+        "prior": "prior-n=16.png",
+        "traversal": "traversal-steps=7.png",
+        "interpolation": "interpolation-steps=7-pairs=3.png",
     }
+    sizes = {kind: Image.open(run_dir / "samples" / name).size for kind, name in files.items()}
     tile = IMAGE_SIZE + 2
     assert sizes == {
         "prior": (4 * tile + 2, 4 * tile + 2),
@@ -147,18 +150,18 @@ def test_encode_writes_latents_numpy_loads_and_a_scatter(run_dir, tmp_path, data
     assert Image.open(run_dir / "latents/val_scatter.png").size == (600, 500)
 
 
-def _scored_test_split(run: Path) -> tuple[list[dict[str, str]], dict, torch.Tensor]:
-    """betavae-score's rows for the test split, its summary, and the scores as a tensor."""
-    with (run / "scores/test.csv").open() as file:
+def _scored_test_split(run: Path, name: str) -> tuple[list[dict[str, str]], dict, torch.Tensor]:
+    """betavae-score's rows of scores/<name>.csv, its summary, and the scores as a tensor."""
+    with (run / f"scores/{name}.csv").open() as file:
         rows = list(csv.DictReader(file))
-    summary = json.loads((run / "scores/test.json").read_text())
+    summary = json.loads((run / f"scores/{name}.json").read_text())
     return rows, summary, torch.tensor([float(row["score"]) for row in rows])
 
 
 def test_score_ranks_the_held_out_shape_as_anomalous(run_dir, tmp_path, data_dir):
     result = _use("score", [f"run={run_dir}", "quantile=0.9"], tmp_path, data_dir)
 
-    rows, summary, scores = _scored_test_split(run_dir)
+    rows, summary, scores = _scored_test_split(run_dir, "test-elbo-quantile=0.9")
     squares = torch.tensor([row["label"] == "0" for row in rows])
     assert len(rows) == 200  # the whole test split, the held-out squares back in it
     assert [row["anomaly"] == "1" for row in rows] == squares.tolist()
@@ -179,7 +182,7 @@ def test_score_ranks_the_held_out_shape_as_anomalous(run_dir, tmp_path, data_dir
 def test_knn_score_ranks_the_held_out_ellipses_as_anomalous(ellipses_run, tmp_path, data_dir):
     result = _use("score", [f"run={ellipses_run}", "score=knn"], tmp_path, data_dir)
 
-    rows, summary, scores = _scored_test_split(ellipses_run)
+    rows, summary, scores = _scored_test_split(ellipses_run, "test-knn")
     ellipses = torch.tensor([row["label"] == "1" for row in rows])
     assert (summary["score"], summary["anomalous_classes"]) == ("knn", [1])
     assert scores[ellipses].mean() > scores[~ellipses].mean()
@@ -201,11 +204,49 @@ def test_score_a_folder_of_the_users_own_images(run_dir, tmp_path, data_dir):
     cwd.mkdir()
     _use("score", args, cwd, data_dir)
 
-    with (run_dir / "scores/imagefolder-test.csv").open() as file:
+    with (run_dir / "scores/imagefolder-test-elbo.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 10
     assert all(math.isfinite(float(row["score"])) for row in rows)
     assert "anomaly" not in rows[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "first", "second", "written"),
+    [
+        ("eval", ["k=2"], ["k=3"], ["eval/metrics-test-k=2.json", "eval/metrics-test-k=3.json"]),
+        ("sample", ["n=4"], ["n=9"], ["samples/prior-n=4.png", "samples/prior-n=9.png"]),
+        ("encode", ["split=val"], ["split=train"], ["latents/val.npz", "latents/train.npz"]),
+        ("score", ["score=recon"], ["score=knn"], ["scores/test-recon.csv", "scores/test-knn.csv"]),
+    ],
+)
+def test_results_of_other_options_are_kept_and_none_is_replaced_unasked(
+    run_dir, tmp_path, data_dir, command, first, second, written
+):
+    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns(*_RESULTS))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    only = ["traverse=false", "interpolate=false"] if command == "sample" else []
+    for options in (first, second):
+        _use(command, [f"run={run}", *only, *options], cwd, data_dir)
+    kept = {name: (run / name).read_bytes() for name in written}
+
+    again = run_cli([f"run={run}", *only, *first], cwd, data_dir, script=f"betavae-{command}")
+    replaced = _use(command, [f"run={run}", *only, *first, "overwrite=true"], cwd, data_dir)
+
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        f"betavae-{command}: error: {run / written[0]} exists already (this command, run "
+        "before); pass overwrite=true to replace it, or change an option to write another variant"
+    ]
+    assert replaced.returncode == 0
+    assert {name: (run / name).read_bytes() for name in written[1:]} == {
+        name: kept[name] for name in written[1:]
+    }
+
+
+# What the usage apps write into a run directory, left out of the copies tests make of it.
+_RESULTS = ("eval*", "samples*", "latents*", "scores*")
 
 
 @pytest.mark.parametrize("command", ["eval", "sample", "encode", "score"])

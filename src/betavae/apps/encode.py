@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from betavae.apps.usage import open_run, results_stem, usage_main
+from betavae.apps.usage import open_run, require_new_results, results_stem, usage_main
 from betavae.data.base import class_labels, source_indices
+from betavae.display import shown_path
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.plots import latent_scatter
-from betavae.training.results import shown_path
 
 APP_NAME = "betavae-encode"
 
@@ -17,6 +17,10 @@ APP_NAME = "betavae-encode"
 def encode(cfg: DictConfig) -> Path:
     """Write `<run>/latents/<split>.npz` (mu, logvar, targets, labels, index) and a scatter."""
     run = open_run(cfg)
+    out_dir = run.results_dir("latents")
+    path = out_dir / f"{results_stem(cfg)}.npz"
+    plot = out_dir / f"{results_stem(cfg)}_scatter.png"
+    require_new_results(cfg, [path, plot])
     datamodule = run.datamodule(cfg.data)
     split = getattr(datamodule, f"{cfg.split}_set")
     results = run_split(run.vae, datamodule.split_dataloader(cfg.split))
@@ -32,11 +36,8 @@ def encode(cfg: DictConfig) -> Path:
         arrays["labels"] = labels.numpy()
     if factor_names is not None:
         arrays["factor_names"] = np.array(factor_names)
-    out_dir = run.results_dir("latents")
     out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"{results_stem(cfg)}.npz"
     np.savez(path, **arrays)
-    plot = out_dir / f"{results_stem(cfg)}_scatter.png"
     label_name = factor_names[0] if factor_names is not None else "label"
     latent_scatter(results.mu, labels, label_name, plot)
     shape = "x".join(map(str, results.mu.shape))

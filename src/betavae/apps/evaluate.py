@@ -6,8 +6,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from betavae.apps.usage import open_run, results_stem, usage_main
+from betavae.apps.usage import open_run, require_new_results, results_stem, usage_main, variant
 from betavae.data.base import class_labels
+from betavae.display import shown_path
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.metrics import (
     latent_metrics,
@@ -15,7 +16,6 @@ from betavae.evaluation.metrics import (
     mig_metrics,
     probe_metrics,
 )
-from betavae.training.results import shown_path
 
 APP_NAME = "betavae-eval"
 METRICS_FILE = "metrics.json"
@@ -24,6 +24,11 @@ METRICS_FILE = "metrics.json"
 def evaluate(cfg: DictConfig) -> Path:
     """Compute every metric the data allows, write them to `<run>/eval/`, print a table."""
     run = open_run(cfg)
+    out_dir = run.results_dir("eval")
+    # The run's own test split with the default options is the usual case: the plain name.
+    stem = f"{results_stem(cfg)}{variant(cfg, ['k', 'seed'])}"
+    path = out_dir / (METRICS_FILE if stem == "test" else f"metrics-{stem}.json")
+    require_new_results(cfg, [path])
     datamodule = run.datamodule(cfg.data)
     results = run_split(run.vae, datamodule.split_dataloader(cfg.split), iwae_k=cfg.k)
     image_shape = tuple(run.module.hparams.image_shape)
@@ -45,11 +50,7 @@ def evaluate(cfg: DictConfig) -> Path:
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))
-    out_dir = run.results_dir("eval")
     out_dir.mkdir(exist_ok=True)
-    # The run's own test split is the usual case, and gets the plain name.
-    stem = results_stem(cfg)
-    path = out_dir / (METRICS_FILE if stem == "test" else f"metrics-{stem}.json")
     path.write_text(json.dumps(metrics, indent=2) + "\n")
     print(table(metrics))
     print(f"Metrics: {shown_path(path)}")

@@ -7,11 +7,11 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from betavae.apps.usage import open_run, usage_main
+from betavae.apps.usage import open_run, require_new_results, usage_main, variant
+from betavae.display import shown_path
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.pictures import interpolation, traversal
-from betavae.training.results import shown_path
 
 APP_NAME = "betavae-sample"
 
@@ -19,6 +19,13 @@ APP_NAME = "betavae-sample"
 def sample(cfg: DictConfig) -> list[Path]:
     """Prior samples, and (from test images) traversals and interpolations, as PNG files."""
     run = open_run(cfg)
+    out_dir = run.results_dir("samples")
+    names = {"prior": f"prior{variant(cfg, ['n', 'seed'])}.png"}
+    if cfg.traverse:
+        names["traversal"] = f"traversal{variant(cfg, ['span', 'steps'])}.png"
+    if cfg.interpolate:
+        names["interpolation"] = f"interpolation{variant(cfg, ['steps', 'pairs'])}.png"
+    require_new_results(cfg, [out_dir / name for name in names.values()])
     datamodule = run.datamodule(cfg.data)
     vae = run.vae
     device = next(vae.parameters()).device
@@ -41,11 +48,10 @@ def sample(cfg: DictConfig) -> list[Path]:
             pairs = mu[: 2 * cfg.pairs].view(cfg.pairs, 2, -1)
             lines = interpolation(vae, pairs[:, 0], pairs[:, 1], cfg.steps)
             grids["interpolation"] = (lines, cfg.steps)
-    out_dir = run.results_dir("samples")
     out_dir.mkdir(exist_ok=True)
     paths = []
-    for name, (images, per_row) in grids.items():
-        path = out_dir / f"{name}.png"
+    for kind, (images, per_row) in grids.items():
+        path = out_dir / names[kind]
         save_image(images.clamp(0, 1).cpu(), path, nrow=per_row, pad_value=0.5)
         paths.append(path)
     print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths)}")

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.apps.usage import open_run, results_stem, usage_main
+from betavae.apps.usage import open_run, require_new_results, results_stem, usage_main, variant
 from betavae.data.base import class_labels, source_indices
+from betavae.display import shown_path
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
 from betavae.evaluation.collect import run_split
-from betavae.training.results import shown_path
 
 APP_NAME = "betavae-score"
 # What a score is measured in, where it is not nats.
@@ -26,6 +26,10 @@ def score(cfg: DictConfig) -> Path:
     trained on (without any excluded classes), so it means the same whatever is scored.
     """
     run = open_run(cfg)
+    out_dir = run.results_dir("scores")
+    name = f"{results_stem(cfg)}-{cfg.score}{variant(cfg, _options_of(cfg.score))}"
+    table, summary_path = out_dir / f"{name}.csv", out_dir / f"{name}.json"
+    require_new_results(cfg, [table, summary_path])
     reference = run.datamodule()
     if "_target_" in cfg.data:
         scored = run.datamodule(cfg.data)
@@ -67,10 +71,7 @@ def score(cfg: DictConfig) -> Path:
     found = None if is_anomaly is None else separation(scores, is_anomaly)
     if found is not None:
         summary.update(auroc=found.auroc, auprc=found.auprc, anomalies=int(is_anomaly.sum()))
-    out_dir = run.results_dir("scores")
     out_dir.mkdir(exist_ok=True)
-    stem = results_stem(cfg)
-    table = out_dir / f"{stem}.csv"
     columns = {
         "index": indices.tolist(),
         "label": [""] * len(scores) if labels is None else labels.tolist(),
@@ -80,11 +81,18 @@ def score(cfg: DictConfig) -> Path:
     if is_anomaly is not None:
         columns["anomaly"] = is_anomaly.int().tolist()
     _write_csv(table, columns)
-    summary_path = out_dir / f"{stem}.json"
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(report(summary, len(normal)))
     print(f"Scores:  {shown_path(table)}\nSummary: {shown_path(summary_path)}")
     return table
+
+
+def _options_of(score: str) -> list[str]:
+    """The options that change the scores of `score` (the seed draws the posterior samples)."""
+    options = ["quantile", "anomalous_classes"]
+    if score == "knn":
+        return [*options, "neighbours"]
+    return [*options, "seed", *(["k"] if score == "iwae" else [])]
 
 
 def _write_csv(path: Path, columns: dict[str, list]) -> None:

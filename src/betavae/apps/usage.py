@@ -1,16 +1,20 @@
 """What the apps that use a trained model share: their entry point, opening the run from the
 config, and naming their result files after the data they were computed on."""
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps.cli import exit_on_user_error, run_app
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.config.usage import register_usage_schemas
+from betavae.display import shown_path
+from betavae.errors import UserError
 from betavae.loading import LoadedRun, load_run
 
 register_schemas()
@@ -31,6 +35,30 @@ def results_stem(cfg: DictConfig) -> str:
         return cfg.split
     data_name = cfg.data._target_.rsplit(".", 1)[-1].removesuffix("DataModule").lower()
     return f"{data_name}-{cfg.split}"
+
+
+def variant(cfg: DictConfig, keys: Iterable[str]) -> str:
+    """`-key=value` for each of `keys` (options that change a result) not at its default, so
+    that results of different options get different names: `test-knn-neighbours=10.csv`."""
+    defaults = {f.name: f.default for f in dataclasses.fields(OmegaConf.get_type(cfg))}
+    return "".join(f"-{key}={_shown(cfg[key])}" for key in keys if cfg[key] != defaults[key])
+
+
+def _shown(value: object) -> str:
+    if OmegaConf.is_list(value) or isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def require_new_results(cfg: DictConfig, paths: Iterable[Path]) -> None:
+    """A result file is never replaced by another computation under its name without asking:
+    the same name means the same options, but the run's checkpoint may have changed since."""
+    taken = [path for path in paths if path.exists()]
+    if taken and not cfg.overwrite:
+        raise UserError(
+            f"{shown_path(taken[0])} exists already (this command, run before); pass "
+            "overwrite=true to replace it, or change an option to write another variant"
+        )
 
 
 def usage_main(config_name: str, app_name: str, task: Callable[[DictConfig], object]) -> Callable:

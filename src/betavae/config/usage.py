@@ -25,6 +25,8 @@ class UsageConfig(_Checked):
     own data config (`+data.batch_size=32`)."""
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
+    overwrite: bool = False
+    """Replace a result file of the same name (same options) from an earlier run."""
 
     def _require_split(self, split: str) -> None:
         self._require(split in SPLITS, "split", f"one of {', '.join(SPLITS)}")
