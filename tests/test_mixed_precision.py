@@ -15,6 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from betavae.config.schema import CallbacksConfig, ImagesConfig
 from betavae.data import SpritesDataModule
 from betavae.training.callbacks import build_callbacks
+from betavae.training.checkpoint_io import AtomicCheckpointIO
+from betavae.training.checkpointing import RunCheckpoints
 from betavae.training.module import VAEModule
 
 pytestmark = pytest.mark.slow
@@ -59,9 +61,13 @@ def _fp16_fit(
         devices=1,
         max_epochs=epochs,
         gradient_clip_val=gradient_clip_val,
-        plugins=[MixedPrecision("16-mixed", "cpu")],
+        plugins=[MixedPrecision("16-mixed", "cpu"), AtomicCheckpointIO()],
         logger=False,
-        callbacks=[*build_callbacks(callbacks_config, run_dir, progress_bar=False), probe],
+        callbacks=[
+            *build_callbacks(callbacks_config, progress_bar=False),
+            RunCheckpoints(run_dir / "checkpoints"),
+            probe,
+        ],
         enable_progress_bar=False,
         default_root_dir=run_dir,
     )

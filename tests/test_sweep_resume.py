@@ -52,6 +52,10 @@ def _mtimes(directory: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
 
 
+def _contents(directory: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.rglob("*") if p.is_file()}
+
+
 def _metrics(job_dir: Path) -> dict:
     return json.loads((job_dir / "metrics.json").read_text())
 
@@ -69,14 +73,17 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
     }
     interrupted_at = torch.load(sweep / INTERRUPTED / "checkpoints/last.ckpt", weights_only=True)
 
-    # A changed setting would continue another experiment under these names: refused.
+    # A changed setting would continue another experiment under these names: refused before
+    # Hydra writes anything (its multirun.yaml and the jobs' .hydra/ records included).
+    before = _contents(sweep)
     changed = run_cli([*SWEEP, "data.num_examples=700", "resume=auto"], tmp_path, data_dir)
     assert changed.returncode == 2
     assert changed.stderr.strip().splitlines() == [
-        f"betavae-train: error: resume=auto: {sweep / FIRST} was started with another config "
+        f"betavae-train: error: resume=auto: sweep/{FIRST} was started with another config "
         "(data.num_examples=600, now 700); rerun the sweep's original command, or start a new "
         "sweep without resume=auto"
     ]
+    assert _contents(sweep) == before
 
     result = run_cli([*SWEEP, "resume=auto"], tmp_path, data_dir)
 

@@ -13,13 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.data.base import BaseDataModule
 from betavae.errors import UserError
-from betavae.training.callbacks import BEST_NAME
+from betavae.training.checkpointing import BEST_NAME
 from betavae.training.checkpoints import checkpoint_hparams
 from betavae.training.module import VAEModule
 from betavae.training.run_dir import CHECKPOINT_DIR, CONFIG_FILE, require_run_dir
 from betavae.vae import VAE
 
-BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_NAME}.ckpt"
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_NAME}"
 
 
 @dataclass

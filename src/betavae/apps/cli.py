@@ -72,3 +72,35 @@ def run_app(app: Callable[[], object], name: str, extra_overrides: Callable[[], 
 
 def is_override(arg: str) -> bool:
     return "=" in arg and not arg.startswith("-")
+
+
+def is_multirun(argv: list[str]) -> bool:
+    return "-m" in argv or "--multirun" in argv
+
+
+def task_settings(argv: list[str]) -> dict[str, str]:
+    """The config keys the command line sets (not Hydra's own), with their values as typed."""
+    settings = {}
+    for arg in argv:
+        if is_override(arg):
+            key, value = arg.split("=", 1)
+            if not key.lstrip("+~").startswith("hydra"):
+                settings[key.lstrip("+~")] = value
+    return settings
+
+
+def command_line_value(argv: list[str], key: str) -> str | None:
+    """The value the command line gives `key` (the last one wins, as in Hydra), unquoted as
+    Hydra reads it (`resume='a,b=c'` is `a,b=c`); None when it is not given.
+
+    Apps need some values before Hydra composes the config, e.g. the directory `resume=`
+    continues, which decides where Hydra's run directory is.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = [arg for arg in argv if is_override(arg) and arg.split("=", 1)[0] == key]
+    if not given:
+        return None
+    (override,) = OverridesParser.create().parse_overrides(given[-1:])
+    value = override.value()
+    return None if value is None else str(value)

@@ -13,6 +13,7 @@ from betavae.sweeps.summary import (
     summary_rows,
     write_csv,
 )
+from betavae.training.run_dir import FINISHED
 
 APP_NAME = "betavae-report"
 
@@ -28,7 +29,7 @@ def report(sweep_dir: Path) -> str:
         f"of the best checkpoint.\n\n{table}\n\n![rate and distortion]({RATE_DISTORTION_PNG})\n"
     )
     plot_rate_distortion(jobs, sweep_dir / RATE_DISTORTION_PNG)
-    finished = sum(job.metrics is not None for job in jobs)
+    finished = sum(job.status == FINISHED for job in jobs)
     written = ", ".join((SUMMARY_CSV, SUMMARY_MD, RATE_DISTORTION_PNG))
     return f"{table}\n{finished} of {len(jobs)} jobs finished. Wrote {written} in {sweep_dir}"
 

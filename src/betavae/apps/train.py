@@ -1,24 +1,47 @@
-"""`betavae-train`: compose and check the config, then run betavae.training.pipeline."""
+"""`betavae-train`: compose and check the config, then run betavae.training.pipeline.
+
+Exit status: 0 the run finished (or had finished already), 2 a mistake on the command line
+(nothing ran), 3 the run diverged (in a sweep: a job did, the others ran), 128 + N stopped by
+signal N and resumable.
+"""
 
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from betavae.apps.cli import exit_on_user_error, run_app
+from betavae.apps.cli import (
+    command_line_value,
+    exit_on_user_error,
+    is_multirun,
+    run_app,
+    task_settings,
+)
+from betavae.apps.hydra_callbacks import DIVERGED_EXIT
 from betavae.apps.multirun_job import (
     ddp_ranks_run_this_job,
     give_parallel_job_its_device,
     job_name_overrides,
     register_resolvers,
 )
+from betavae.apps.sweep_resume import check_sweep_can_resume
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
-from betavae.training.run_dir import removed_if_start_fails, resume_overrides
+from betavae.display import shown_path
+from betavae.training.run_dir import (
+    AUTO_RESUME,
+    CONFIG_FILE,
+    check_resume,
+    removed_if_start_fails,
+    resume_overrides,
+)
+from betavae.training.signals import STOP_REQUESTS, RunStopped
 
 register_schemas()
 register_resolvers()
@@ -29,14 +52,25 @@ APP_NAME = "betavae-train"
 def _hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir, task_overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
-    with exit_on_user_error(APP_NAME):
-        with removed_if_start_fails(run_dir, Path(cfg.paths.output_dir)):
-            validate(cfg)
-        from betavae.training.pipeline import train  # torch and Lightning: seconds to import
+    try:
+        with exit_on_user_error(APP_NAME):
+            with removed_if_start_fails(run_dir, Path(cfg.paths.output_dir)):
+                validate(cfg)
+            from betavae.training import pipeline  # torch and Lightning: seconds to import
 
-        with ddp_ranks_run_this_job(run_dir, task_overrides):
-            give_parallel_job_its_device(cfg, hydra_cfg)
-            return train(cfg, run_dir, task_overrides)
+            with ddp_ranks_run_this_job(run_dir, task_overrides):
+                give_parallel_job_its_device(cfg, hydra_cfg)
+                metrics = pipeline.train(cfg, run_dir, task_overrides)
+    except RunStopped as stopped:
+        stopped.run_dir = run_dir
+        raise
+    if metrics["status"] == "diverged":
+        from betavae.training.results import diverged_line
+
+        print(f"{APP_NAME}: {diverged_line(run_dir, cfg, metrics)}", file=sys.stderr)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(DIVERGED_EXIT)
+    return pipeline.returned_metric(metrics, cfg.optimized_metric)
 
 
 def _quiet_lightning() -> None:
@@ -51,10 +85,66 @@ def _quiet_lightning() -> None:
     )
 
 
+def _continue_command(stopped: RunStopped, argv: list[str]) -> str | None:
+    """The command that continues a stopped run (or sweep), quoted to paste into a shell."""
+    run_dir = getattr(stopped, "run_dir", None)
+    if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
+        return None
+    if not is_multirun(argv):
+        return shlex.join([APP_NAME, f"resume={shown_path(run_dir)}"])
+    keep = [a for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
+    sweep = [f"hydra.sweep.dir={shown_path(run_dir.parent)}", f"resume={AUTO_RESUME}"]
+    return shlex.join([APP_NAME, *keep, *sweep])
+
+
+def _stopped(stopped: RunStopped, argv: list[str]) -> None:
+    """Tell how the run was stopped and how to continue it; exit 128 + the signal number."""
+    if _process_rank() == 0:
+        command = _continue_command(stopped, argv)
+        at = "before training started" if stopped.step is None else f"at step {stopped.step}"
+        if command is None:
+            line = f"stopped by {stopped.signal_name} {at}; nothing was written, start it again"
+        else:
+            line = f"stopped by {stopped.signal_name} {at}; continue with: {command}"
+        print(f"{APP_NAME}: {line}", file=sys.stderr)
+    sys.exit(stopped.exit_status)
+
+
+def _process_rank() -> int:
+    """This process's rank in a distributed run (0 when alone), from the variables that
+    Lightning's launcher and SLURM set, so that only rank 0 speaks."""
+    import os
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def _check_resume(argv: list[str]) -> list[str]:
+    """Overrides for `resume=<run dir>`; exits early, changing nothing, when it has ended."""
+    resume = command_line_value(argv, "resume")
+    if is_multirun(argv) and resume == AUTO_RESUME:
+        check_sweep_can_resume(argv)
+    overrides = resume_overrides(resume)
+    if overrides:
+        given = {k: v for k, v in task_settings(argv).items() if k != "resume"}
+        notice = check_resume(Path(resume), given)
+        if notice is not None:
+            line, status = notice
+            if status == 0:
+                print(line)
+            else:
+                print(f"{APP_NAME}: error: {line}", file=sys.stderr)
+            sys.exit(status)
+    return overrides
+
+
 def main() -> None:
+    STOP_REQUESTS.install()
     _quiet_lightning()
-    run_app(
-        _hydra_main,
-        APP_NAME,
-        lambda: [*resume_overrides(sys.argv[1:]), *job_name_overrides(sys.argv[1:])],
-    )
+    argv = sys.argv[1:]
+    try:
+        run_app(_hydra_main, APP_NAME, lambda: [*_check_resume(argv), *job_name_overrides(argv)])
+    except RunStopped as stopped:
+        _stopped(stopped, argv)

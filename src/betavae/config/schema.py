@@ -220,10 +220,12 @@ def _is_batch_limit(value: Any) -> bool:
 class CheckpointConfig(_Checked):
     section: ClassVar[str] = "callbacks.checkpoint"
     every_n_train_steps: int | None = None
+    every_n_minutes: float | None = None
 
     def __post_init__(self) -> None:
-        steps = self.every_n_train_steps
+        steps, minutes = self.every_n_train_steps, self.every_n_minutes
         self._require(steps is None or steps >= 1, "every_n_train_steps", "null or an integer >= 1")
+        self._require(minutes is None or minutes > 0, "every_n_minutes", "null or a number > 0")
 
 
 @dataclass

@@ -10,8 +10,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from betavae.config.flat import flatten
 from betavae.errors import UserError
-from betavae.training.results import read_metrics
-from betavae.training.run_dir import CONFIG_FILE, LAST_CHECKPOINT, is_finished
+from betavae.training.run_dir import (
+    CONFIG_FILE,
+    FINISHED,
+    LAST_CHECKPOINT,
+    read_metrics,
+    run_status,
+)
 
 # Hydra's record of the composed config, written when a job starts, so every job that started
 # has one, finished or not.
@@ -36,8 +41,9 @@ class Job:
 
     @property
     def status(self) -> str:
+        """finished, diverged, or unfinished (stopped, or running now)."""
         if self.metrics is not None:
-            return "finished"
+            return self.metrics.get("status", FINISHED)
         has_checkpoint = (self.directory / LAST_CHECKPOINT).is_file()
         return "unfinished (has last.ckpt)" if has_checkpoint else "unfinished (no checkpoint)"
 
@@ -54,7 +60,7 @@ def read_sweep(sweep_dir: Path) -> list[Job]:
             f"{sweep_dir}: no such directory; pass a sweep directory, e.g. multirun/<date>/<time>"
         )
     jobs = [
-        Job(path, _config(path), read_metrics(path) if is_finished(path) else None)
+        Job(path, _config(path), read_metrics(path) if run_status(path) else None)
         for path in sweep_dir.iterdir()
         if (path / HYDRA_CONFIG).is_file()
     ]

@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # files only; no display on servers and CI machines
 import matplotlib.pyplot as plt
 
 from betavae.sweeps.jobs import Job
+from betavae.training.run_dir import FINISHED
 
 RATE_DISTORTION_PNG = "rate_distortion.png"
 
@@ -15,10 +16,10 @@ RATE_DISTORTION_PNG = "rate_distortion.png"
 def plot_rate_distortion(jobs: list[Job], path: Path) -> None:
     """Test KL (rate) against test reconstruction (distortion), one labelled point per job.
 
-    Both come from each job's best checkpoint; unfinished jobs have no point yet. Lines of
+    Both come from each job's best checkpoint; unfinished and diverged jobs have no point. Lines of
     equal ELBO (recon + KL) are drawn faintly: points further down-left are better models.
     """
-    finished = [job for job in jobs if job.metrics is not None]
+    finished = [job for job in jobs if job.status == FINISHED]
     figure, axes = plt.subplots(figsize=(6.4, 4.8))
     for job in finished:
         rate, distortion = job.metrics["test/kl"], job.metrics["test/recon"]

@@ -1,10 +1,8 @@
-"""Callbacks a run always has: image grids and traversals in TensorBoard, the checkpoint pair."""
-
-from pathlib import Path
+"""Callbacks a run always has: image grids and traversals in TensorBoard, a progress bar."""
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 from torch import Tensor
@@ -13,10 +11,8 @@ from torchvision.utils import make_grid
 from betavae.evaluation.pictures import traversal
 from betavae.vae import VAE, kl_standard_normal
 
-BEST_NAME = "best"
 # Validation images whose mean KL per dimension orders a traversal's rows.
 TRAVERSAL_KL_INPUTS = 64
-LAST_NAME = "last"
 
 
 class _ValidationImageLogger(Callback):
@@ -97,36 +93,11 @@ def _tensorboard(trainer: pl.Trainer) -> TensorBoardLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
-def build_callbacks(config: DictConfig, run_dir: Path, progress_bar: bool) -> list[Callback]:
-    """The best checkpoint (by `val/elbo`) first, so `trainer.checkpoint_callback` is that one.
-
-    Without the version counter the files keep their names (`best.ckpt`, `last.ckpt`) even in a
-    run directory that was moved before being resumed, where Lightning would add `-v1`.
-    """
-    checkpoint_dir = run_dir / "checkpoints"
-    best = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        enable_version_counter=False,
-        filename=BEST_NAME,
-        monitor="val/elbo",
-        mode="min",
-        save_top_k=1,
-        auto_insert_metric_name=False,
-    )
-    # The latest state as the one unmonitored top-1 checkpoint, rewritten at every epoch end:
-    # Lightning 2.6 writes `save_last` files only alongside a top-k save (or at the end of
-    # training), so with save_top_k=0 an interrupted run had no last.ckpt to resume from.
-    last = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        enable_version_counter=False,
-        filename=LAST_NAME,
-        save_top_k=1,
-        every_n_epochs=1,
-        every_n_train_steps=config.checkpoint.every_n_train_steps,
-    )
+def build_callbacks(config: DictConfig, progress_bar: bool) -> list[Callback]:
+    """The picture loggers and the progress bar; checkpoints are `checkpointing.RunCheckpoints`."""
     images = config.images
     grids = ImageGridLogger(images.every_n_epochs, images.num_reconstructions, images.num_samples)
     bar = [TQDMProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
     walks = config.traversals
     traversals = TraversalLogger(walks.every_n_epochs, walks.span, walks.steps)
-    return [best, last, grids, traversals, *bar]
+    return [grids, traversals, *bar]

@@ -6,7 +6,9 @@ from typing import Any
 import torch
 
 from betavae.errors import UserError
+from betavae.training.checkpointing import BEST_NAME
 from betavae.training.module import ARCHITECTURE_KEYS, VAEModule
+from betavae.training.run_dir import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 
 def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
@@ -41,3 +43,39 @@ def check_checkpoint_fits(path: Path, module: VAEModule, key: str) -> None:
             f"{key}={path}: the checkpoint's model differs: {'; '.join(differences)}; "
             "use the model and data settings of the run that wrote it"
         )
+
+
+def _saved_step(path: Path) -> int | None:
+    """The global step a checkpoint file was written at, or None if it cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
+
+
+def newest_readable_checkpoint(run_dir: Path) -> tuple[Path | None, str | None]:
+    """Where to continue a run from: its last.ckpt, or if that cannot be read (a disk filled up,
+    a copy cut short), the readable checkpoint of the run with the most steps.
+
+    Returns (checkpoint or None if there is none, a line saying which was chosen instead of
+    last.ckpt or None). Nothing is deleted: an unreadable file stays for the user to inspect.
+    """
+    last = run_dir / LAST_CHECKPOINT
+    others = [run_dir / CHECKPOINT_DIR / BEST_NAME, *sorted(run_dir.glob("hpc_ckpt_*.ckpt"))]
+    if last.is_file() and _saved_step(last) is not None:
+        return last, None
+    readable = [(step, path) for path in others if (step := _saved_step(path)) is not None]
+    if not readable:
+        if last.is_file():
+            raise UserError(
+                f"resume={run_dir}: {LAST_CHECKPOINT} cannot be read and the run has no other "
+                "readable checkpoint; start the run again without resume"
+            )
+        return None, None
+    step, chosen = max(readable, key=lambda found: found[0])
+    problem = "cannot be read" if last.is_file() else "is missing"
+    return chosen, (
+        f"{last} {problem}; continuing from {chosen} (step {step}), the newest readable "
+        "checkpoint of the run"
+    )

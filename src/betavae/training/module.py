@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from betavae.errors import UserError
+from betavae.training.divergence import check_finite
 from betavae.vae import ELBOTerms, build_vae, elbo_terms
 
 # Hyper-parameters that fix the shapes of the weights: a checkpoint only fits a module whose
@@ -97,6 +98,8 @@ class VAEModule(pl.LightningModule):
         terms = self._terms(batch)
         beta = self.beta
         loss = terms.loss(beta)
+        if loss.device.type == "cpu":  # elsewhere at the logging steps: see check_finite
+            check_finite(loss, self.global_step + 1)
         with torch.no_grad():
             self._train_sums += torch.stack([loss, terms.recon.mean(), terms.kl.sum(1).mean()])
         self._train_steps += 1
@@ -109,6 +112,7 @@ class VAEModule(pl.LightningModule):
 
     def _log_train_means(self, beta: float) -> None:
         loss, recon, kl = self._train_sums / self._train_steps
+        check_finite(loss, self.global_step + 1)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict(
             {

@@ -4,8 +4,10 @@ The train app imports this only once the config has been validated, so a mistake
 command line is reported in a second rather than after importing torch and Lightning.
 """
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
@@ -14,63 +16,98 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.training.callbacks import build_callbacks
-from betavae.training.checkpoints import check_checkpoint_fits
+from betavae.training.checkpoint_io import AtomicCheckpointIO
+from betavae.training.checkpointing import RunCheckpoints
+from betavae.training.checkpoints import check_checkpoint_fits, newest_readable_checkpoint
+from betavae.training.divergence import Diverged
 from betavae.training.module import VAEModule
 from betavae.training.results import (
+    diverged_metrics,
     final_metrics,
     log_hparams,
-    read_metrics,
     stage_metrics,
     summary,
-    write_metrics,
 )
 from betavae.training.run_dir import (
     AUTO_RESUME,
+    CHECKPOINT_DIR,
     CONFIG_FILE,
-    LAST_CHECKPOINT,
     METRICS_FILE,
     clear_unfinished_attempt,
-    is_finished,
+    read_metrics,
     removed_if_start_fails,
+    require_new_run_dir,
     require_same_config,
     resumed_config,
+    run_status,
+    set_aside_final_metrics,
+    write_metrics,
 )
+from betavae.training.signals import STOP_REQUESTS
+from betavae.training.stopping import GracefulStop
 
 
-def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
-    """Train and test one model in `run_dir`; return `cfg.optimized_metric` for sweepers.
+def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str, Any]:
+    """Train and test one model in `run_dir`; return its metrics.json (status: finished or
+    diverged). A signal ends it with `RunStopped` instead, leaving it resumable.
 
     `cfg` has been validated by the caller (the train app, before importing this module).
     Every rank of a DDP run calls this; only rank zero writes files and prints.
     """
-    if cfg.resume == AUTO_RESUME and _is_finished_job(cfg, run_dir):
-        return read_metrics(run_dir)[cfg.optimized_metric]
+    STOP_REQUESTS.install()
+    if cfg.resume == AUTO_RESUME and _has_ended(cfg, run_dir):
+        return read_metrics(run_dir)
     root, rank_zero = Path(cfg.paths.output_dir), rank_zero_only.rank == 0
     with removed_if_start_fails(run_dir, root, may_remove=rank_zero):
         datamodule, module, checkpoint, cfg = _prepare(cfg, run_dir, task_overrides)
+    checkpoints = RunCheckpoints(
+        run_dir / CHECKPOINT_DIR,
+        cfg.callbacks.checkpoint.every_n_train_steps,
+        cfg.callbacks.checkpoint.every_n_minutes,
+    )
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
-        callbacks=build_callbacks(cfg.callbacks, run_dir, cfg.trainer.enable_progress_bar),
+        callbacks=[
+            *build_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar),
+            GracefulStop(STOP_REQUESTS, checkpoints),
+            checkpoints,
+        ],
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=run_dir,
     )
     if isinstance(trainer.accelerator, CPUAccelerator):
         _stop_per_step_cuda_probes()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
-    if "val/elbo" not in trainer.callback_metrics:
-        # Resumed from the checkpoint of the final epoch (the run stopped before writing its
-        # metrics), so fit had no epoch left to run: measure the last weights now.
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    val = stage_metrics(trainer.callback_metrics, "val")
-    best = trainer.checkpoint_callback.best_model_path
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    except Diverged as diverged:
+        return _report(trainer, run_dir, diverged_metrics(trainer, checkpoints, diverged))
+    STOP_REQUESTS.raise_if_requested(trainer.global_step)
+    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoints.best_path, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
-    metrics = final_metrics(trainer, val, test, run_dir)
+    STOP_REQUESTS.raise_if_requested(trainer.global_step)
+    metrics = final_metrics(trainer, checkpoints, test)
     log_hparams(trainer, cfg, metrics)
+    return _report(trainer, run_dir, metrics)
+
+
+def _report(trainer: pl.Trainer, run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Write metrics.json, the run's last file, and show the summary of a finished run."""
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
-        print(summary(run_dir, metrics))
-    return metrics[cfg.optimized_metric]
+        if not _diverged(metrics):
+            print(summary(run_dir, metrics))
+    return metrics
+
+
+def _diverged(metrics: dict[str, Any]) -> bool:
+    return "diverged_at_step" in metrics
+
+
+def returned_metric(metrics: dict[str, Any], name: str) -> float:
+    """The number a sweeper optimises; NaN for a diverged run, so that Optuna records the
+    trial as failed rather than ranking it."""
+    return math.nan if _diverged(metrics) else metrics[name]
 
 
 def _stop_per_step_cuda_probes() -> None:
@@ -85,15 +122,27 @@ def _stop_per_step_cuda_probes() -> None:
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 
-def _is_finished_job(cfg: DictConfig, run_dir: Path) -> bool:
-    """`resume=auto`: whether this job finished already, so that it is skipped, untouched."""
+def _has_ended(cfg: DictConfig, run_dir: Path) -> bool:
+    """`resume=auto`: whether this job has ended already (finished or diverged), so that it is
+    skipped, untouched."""
     if not (run_dir / CONFIG_FILE).is_file():
         return False
     require_same_config(cfg, run_dir)
-    finished = is_finished(run_dir)
-    if finished and rank_zero_only.rank == 0:
-        print(f"Skipping {run_dir}: finished already ({METRICS_FILE} is there)")
-    return finished
+    status = run_status(run_dir)
+    if status is not None and rank_zero_only.rank == 0:
+        print(f"Skipping {run_dir}: {status} already ({METRICS_FILE} is there)")
+    return status is not None
+
+
+def _continue_from(run_dir: Path) -> Path | None:
+    """The checkpoint a resumed run continues from; None (and a clean slate) if it has none."""
+    checkpoint, notice = newest_readable_checkpoint(run_dir)
+    if rank_zero_only.rank == 0:
+        if notice:
+            print(f"resume: {notice}")
+        if checkpoint is None:
+            clear_unfinished_attempt(run_dir)
+    return checkpoint
 
 
 def _prepare(
@@ -102,14 +151,12 @@ def _prepare(
     """Everything that can fail because of the user, done before anything is trained."""
     checkpoint = None if cfg.ckpt_path is None else Path(cfg.ckpt_path)
     resuming = cfg.resume is not None
-    if cfg.resume == AUTO_RESUME:
-        resuming = (run_dir / LAST_CHECKPOINT).is_file()
-        if resuming:
-            checkpoint = run_dir / LAST_CHECKPOINT
-        elif rank_zero_only.rank == 0:
-            clear_unfinished_attempt(run_dir)
-    elif resuming:
-        cfg, checkpoint = resumed_config(cfg, task_overrides)
+    if cfg.resume is not None and cfg.resume != AUTO_RESUME:
+        cfg = resumed_config(cfg, task_overrides)
+    if resuming and (run_dir / CONFIG_FILE).is_file():
+        checkpoint = _continue_from(run_dir)
+    elif rank_zero_only.rank == 0:
+        require_new_run_dir(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
@@ -119,5 +166,6 @@ def _prepare(
     datamodule.prepare_data()
     datamodule.setup("fit")
     if rank_zero_only.rank == 0:
+        set_aside_final_metrics(run_dir)
         OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
     return datamodule, module, checkpoint, cfg

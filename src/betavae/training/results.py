@@ -1,6 +1,5 @@
-"""What a finished run reports: metrics.json, TensorBoard's HPARAMS entry, a console summary."""
+"""What an ended run reports: metrics.json, TensorBoard's HPARAMS entry, a console summary."""
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +7,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.training.run_dir import LAST_CHECKPOINT, METRICS_FILE, TENSORBOARD_DIR
+from betavae.display import shown_path
+from betavae.training.checkpointing import RunCheckpoints
+from betavae.training.divergence import Diverged
+from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE, TENSORBOARD_DIR
 
 _STAGE_METRICS = ("elbo", "recon", "kl", "loss")
 
@@ -18,30 +20,41 @@ def stage_metrics(metrics: dict[str, Any], stage: str) -> dict[str, float]:
     return {f"{stage}/{m}": float(metrics[f"{stage}/{m}"]) for m in _STAGE_METRICS}
 
 
+def _checkpoint_paths(checkpoints: RunCheckpoints) -> dict[str, Any]:
+    best, last = checkpoints.best_path, checkpoints.last_path
+    return {
+        "best_val_elbo": checkpoints.best_score,
+        "best_checkpoint": str(best.resolve()) if best.is_file() else None,
+        "last_checkpoint": str(last.resolve()) if last.is_file() else None,
+    }
+
+
 def final_metrics(
-    trainer: pl.Trainer, val: dict[str, float], test: dict[str, float], run_dir: Path
+    trainer: pl.Trainer, checkpoints: RunCheckpoints, test: dict[str, float]
 ) -> dict[str, Any]:
     """Final-epoch validation metrics, test metrics of the best checkpoint, and where it is."""
-    best = trainer.checkpoint_callback
     return {
-        **val,
+        "status": FINISHED,
+        **(checkpoints.val_metrics or {}),
         **test,
-        "best_val_elbo": float(best.best_model_score),
-        "best_checkpoint": str(Path(best.best_model_path).resolve()),
-        "last_checkpoint": str((run_dir / LAST_CHECKPOINT).resolve()),
+        **_checkpoint_paths(checkpoints),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
     }
 
 
-def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    path = run_dir / METRICS_FILE
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return path
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / METRICS_FILE).read_text())
+def diverged_metrics(
+    trainer: pl.Trainer, checkpoints: RunCheckpoints, diverged: Diverged
+) -> dict[str, Any]:
+    """What a diverged run leaves: where, and its best checkpoint (of finite weights)."""
+    return {
+        "status": DIVERGED,
+        "diverged_at_step": diverged.step,
+        "diverged_loss": str(diverged.loss),
+        **_checkpoint_paths(checkpoints),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+    }
 
 
 def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
@@ -61,19 +74,17 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
             logger.log_hyperparams(hparams, metrics=hp_metrics)
 
 
-def shown_path(path: Path | str) -> str:
-    """A path as the user would type it: relative to the current directory when inside it."""
-    path = Path(path).resolve()
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
-
-
 def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
     """The few lines a user reads at the end: how good the model is, and where things went."""
     rows = [
         ("val (last epoch)", "val"),
         ("test (best ckpt)", "test"),
     ]
-    lines = [f"Trained {metrics['epochs']} epochs, {metrics['global_step']} steps (nats/example):"]
+    epochs = metrics["epochs"]
+    lines = [
+        f"Trained {epochs} epoch{'s' * (epochs != 1)}, {metrics['global_step']} steps "
+        "(nats/example):"
+    ]
     lines.append(f"  {'':18}{'elbo':>10}{'recon':>10}{'kl':>10}")
     for label, stage in rows:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
@@ -86,3 +97,19 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
         f"Continue it:     betavae-train resume={shown_path(run_dir)} trainer.max_epochs=<more>",
     ]
     return "\n".join(lines)
+
+
+def diverged_line(run_dir: Path, cfg: DictConfig, metrics: dict[str, Any]) -> str:
+    """One line for a diverged run: where, and what to try."""
+    tries = [f"a lower model.lr (now {cfg.model.lr:g})"]
+    if not cfg.trainer.gradient_clip_val:
+        tries.append("trainer.gradient_clip_val=1.0")
+    if cfg.trainer.precision != "32-true":
+        tries.append("trainer.precision=32-true")
+    best = metrics["best_checkpoint"]
+    kept = f"; its best checkpoint, {shown_path(best)}, is finite" if best else ""
+    return (
+        f"{shown_path(run_dir)} diverged at step {metrics['diverged_at_step']} (training loss "
+        f"{metrics['diverged_loss']}); try {', '.join(tries[:-1])}{' or ' * (len(tries) > 1)}"
+        f"{tries[-1]}{kept}"
+    )

@@ -1,14 +1,22 @@
-"""A run directory's layout, and continuing a run inside it (`resume=<run dir>`, `resume=auto`)."""
+"""A run directory's layout and its life: started, continued (`resume=`), finished or diverged.
 
+Imports nothing heavy: the train app uses it before torch is imported.
+"""
+
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from betavae.atomic_files import write_text_atomically
 from betavae.config.flat import flatten
+from betavae.display import shown_path
 from betavae.errors import UserError
+from betavae.training.signals import RunStopped
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -18,6 +26,10 @@ LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
 
 # `resume=auto`: continue whatever this job's directory holds (used to rerun a sweep).
 AUTO_RESUME = "auto"
+
+# metrics.json's "status": written last, its presence means "do not run this again".
+FINISHED = "finished"
+DIVERGED = "diverged"
 
 # The only settings a resumed run may change: anything else would make the continued run a
 # different experiment under the same name.
@@ -33,50 +45,98 @@ def require_run_dir(path: Path, key: str) -> Path:
     return path
 
 
-def resume_overrides(argv: list[str]) -> list[str]:
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    path = run_dir / METRICS_FILE
+    write_text_atomically(path, json.dumps(metrics, indent=2) + "\n")
+    return path
+
+
+def run_status(run_dir: Path) -> str | None:
+    """FINISHED or DIVERGED once the run has ended (metrics.json is there), else None."""
+    if not (run_dir / METRICS_FILE).is_file():
+        return None
+    return read_metrics(run_dir).get("status", FINISHED)
+
+
+def resume_overrides(resume: str | None) -> list[str]:
     """Hydra overrides that put a `resume=<run dir>` run into that directory, untouched.
 
-    They must be known before Hydra creates the run directory, so they are read from the
+    They must be known before Hydra creates the run directory, so the value comes from the
     command line. `hydra.output_subdir=null` keeps the run's original `.hydra/` record.
     """
-    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith("resume=")]
-    if not values or values[-1] in ("", "null", AUTO_RESUME):
+    if resume in (None, "", "null", AUTO_RESUME):
         return []
-    run_dir = require_run_dir(Path(values[-1]), "resume")
+    run_dir = require_run_dir(Path(resume), "resume")
     quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")
     return [f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
 
 
-def resumed_config(cfg: DictConfig, task_overrides: list[str]) -> tuple[DictConfig, Path]:
-    """The saved config of the run being resumed (max_epochs maybe raised) and its last.ckpt."""
-    run_dir = Path(cfg.resume)
-    saved = OmegaConf.load(require_run_dir(run_dir, "resume") / CONFIG_FILE)
-    for override in task_overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None:
+    """Check a `resume=<run dir>` command line before anything is written: `given` are its
+    other settings (key: value as typed). Returns (what to tell the user, exit status) when
+    there is nothing to do, else None.
+
+    A finished run is continued only to train it longer (a higher `trainer.max_epochs`);
+    otherwise nothing changes and the command succeeds. A diverged run is final.
+    """
+    require_run_dir(run_dir, "resume")
+    for key, value in given.items():
         if key not in _RESUME_MAY_CHANGE:
             raise UserError(
-                f"{override}: a resumed run keeps its config, only trainer.max_epochs may be "
+                f"{key}={value}: a resumed run keeps its config, only trainer.max_epochs may be "
                 f"raised; to change it, start a new run with ckpt_path={run_dir / LAST_CHECKPOINT}"
             )
-    if any(o.startswith("trainer.max_epochs=") for o in task_overrides):
-        if cfg.trainer.max_epochs < saved.trainer.max_epochs:
-            raise UserError(
-                f"trainer.max_epochs={cfg.trainer.max_epochs} is below the resumed run's "
-                f"{saved.trainer.max_epochs}; a resumed run may only raise it"
-            )
-        saved.trainer.max_epochs = cfg.trainer.max_epochs
-    checkpoint = run_dir / LAST_CHECKPOINT
-    if not checkpoint.is_file():
+    saved = OmegaConf.load(run_dir / CONFIG_FILE).trainer.max_epochs
+    raised = given.get("trainer.max_epochs")
+    if raised is not None and raised.isdigit() and int(raised) < saved:
         raise UserError(
-            f"resume={run_dir}: {LAST_CHECKPOINT} is missing, the run stopped before its first "
-            "checkpoint; start it again without resume"
+            f"trainer.max_epochs={raised} is below the resumed run's {saved}; a resumed run "
+            "may only raise it"
         )
-    return saved, checkpoint
+    status = run_status(run_dir)
+    if status == DIVERGED:
+        metrics = read_metrics(run_dir)
+        best = metrics["best_checkpoint"]
+        start = f"betavae-train ckpt_path={shown_path(best)} " if best else "betavae-train "
+        return (
+            f"resume={run_dir}: the run diverged at step {metrics['diverged_at_step']} and is "
+            f"final; start a new run with a lower learning rate: {start}model.lr=<lower>",
+            2,
+        )
+    if status == FINISHED and (raised is None or not raised.isdigit() or int(raised) == saved):
+        return (
+            f"{run_dir} is finished (trainer.max_epochs={saved}); nothing to do. To train it "
+            f"longer: betavae-train resume={run_dir} trainer.max_epochs=<more than {saved}>",
+            0,
+        )
+    return None
+
+
+def resumed_config(cfg: DictConfig, task_overrides: list[str]) -> DictConfig:
+    """The saved config of the run being resumed, with trainer.max_epochs raised if given
+    (`check_resume` has checked the command line)."""
+    saved = OmegaConf.load(require_run_dir(Path(cfg.resume), "resume") / CONFIG_FILE)
+    if any(o.startswith("trainer.max_epochs=") for o in task_overrides):
+        saved.trainer.max_epochs = cfg.trainer.max_epochs
+    return saved
+
+
+def set_aside_final_metrics(run_dir: Path) -> None:
+    """A finished run trained longer is unfinished again: keep its old metrics.json under the
+    number of epochs it describes, so it is neither lost nor read as the new run's result."""
+    path = run_dir / METRICS_FILE
+    if path.is_file():
+        epochs = read_metrics(run_dir)["epochs"]
+        path.rename(run_dir / f"metrics-epoch{epochs}.json")
 
 
 @contextmanager
 def removed_if_start_fails(run_dir: Path, root: Path, may_remove: bool = True) -> Iterator[None]:
-    """On a user error inside, delete the run directory if this start created it.
+    """On a user error or a stop inside, delete the run directory if this start created it.
 
     A directory that already holds a config.yaml belongs to an earlier start (a resumed run,
     a sweep job) and is left as it is. `may_remove` is false on DDP ranks other than zero.
@@ -84,7 +144,7 @@ def removed_if_start_fails(run_dir: Path, root: Path, may_remove: bool = True) -
     fresh = not (run_dir / CONFIG_FILE).is_file()
     try:
         yield
-    except UserError:
+    except (UserError, RunStopped):
         if fresh and may_remove:
             remove_fresh_run_dir(run_dir, root)
         raise
@@ -100,9 +160,14 @@ def remove_fresh_run_dir(run_dir: Path, root: Path) -> None:
         parent = parent.parent
 
 
-def is_finished(run_dir: Path) -> bool:
-    """A run is finished once it wrote its metrics.json, the last thing a run does."""
-    return (run_dir / METRICS_FILE).is_file()
+def require_new_run_dir(run_dir: Path) -> None:
+    """A new run never takes over the directory of another (e.g. `hydra.run.dir=` or
+    `hydra.sweep.dir=` naming one that holds a run already)."""
+    if (run_dir / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{run_dir} holds a run already; continue it with resume={run_dir} (a sweep: "
+            "resume=auto), or give the new run a directory of its own"
+        )
 
 
 def require_same_config(cfg: DictConfig, run_dir: Path) -> None:

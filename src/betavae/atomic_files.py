@@ -1,0 +1,46 @@
+"""Files that are whole or absent: written beside their final name, synced, then renamed.
+
+A rename within one directory is atomic, so a reader (or a run continued after a crash) sees
+the previous version of a file or the new one, never a part of the new one.
+"""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+# Staging files are named `.<final name>.tmp-<pid>`: hidden, and never taken for the file.
+STAGING_MARK = ".tmp-"
+
+
+def staging_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{STAGING_MARK}{os.getpid()}")
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable, so a crash cannot bring the old name back."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call `write(file)` on a staging file beside `path`, sync it, then rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(path)
+    try:
+        with staging.open("wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    replace_atomically(path, lambda file: file.write(text.encode()))

@@ -1,0 +1,79 @@
+"""Signals that stop a run so that it can be continued: SIGTERM, SIGINT (Ctrl-C), SIGUSR1.
+
+Schedulers stop jobs with a signal (SLURM preemption and `scancel`, Kubernetes and spot
+instances send SIGTERM; a person presses Ctrl-C). Until training starts a signal stops the
+process at once: nothing would be lost. Once it trains, the signal is only recorded, and
+`stopping.GracefulStop` ends the run at the next moment a checkpoint can be written that
+continues it exactly. A second signal stops the process at once, as a second Ctrl-C is meant
+to; checkpoints are written atomically, so the last one stays readable.
+
+Under SLURM, SIGUSR1 is left to Lightning's own requeue handling. This module imports
+nothing heavy, so the apps install the handlers before importing torch.
+"""
+
+import os
+import signal
+import threading
+from types import FrameType
+
+
+class RunStopped(BaseException):
+    """The run was stopped by a signal at `step` (None: before training) and can be continued.
+
+    A BaseException, like KeyboardInterrupt: it is not a failure of the job, and Hydra's
+    sweeps must not record it as one and go on to the next job.
+    """
+
+    def __init__(self, signum: int, step: int | None) -> None:
+        super().__init__(signum, step)
+        self.signum = signum
+        self.step = step
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number, what a shell reports for a process a signal ended."""
+        return 128 + self.signum
+
+
+def _handled_signals() -> tuple[int, ...]:
+    if os.environ.get("SLURM_JOB_ID"):
+        return (signal.SIGTERM, signal.SIGINT)
+    return (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class StopRequests:
+    """The signal this process was asked to stop by, if any; one instance per process."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        # True until training starts: until then a signal stops the process at once.
+        self.immediate = True
+
+    def install(self) -> None:
+        """(Re)register the handlers; a no-op outside the main thread, where Python has none."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in _handled_signals():
+                signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.signum is not None and not self.immediate:
+            os.write(2, f"\n{name} again: stopping at once, without a new checkpoint\n".encode())
+            os._exit(128 + self.signum)
+        self.signum = signum
+        if self.immediate:
+            raise RunStopped(signum, step=None)
+        os.write(
+            2, f"\n{name}: stopping once this step is saved (again to stop at once)\n".encode()
+        )
+
+    def raise_if_requested(self, step: int | None) -> None:
+        if self.signum is not None:
+            raise RunStopped(self.signum, step)
+
+
+STOP_REQUESTS = StopRequests()

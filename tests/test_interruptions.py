@@ -1,0 +1,247 @@
+"""Runs stopped by signals, killed, diverging or started together: nothing lost or misreported.
+
+Every run here is a real `betavae-train` process; signals come from outside, as a scheduler or
+a person would send them.
+"""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY_RUN, console_script, run_cli
+from omegaconf import OmegaConf
+
+pytestmark = pytest.mark.slow
+
+# 60 steps per epoch (480 training images in batches of 8), so a signal lands mid-epoch; a
+# checkpoint every 5 steps shows the test that training is under way.
+LONG_EPOCHS = [*TINY_RUN, "data.batch_size=8", "trainer.max_epochs=2"]
+EVERY_5_STEPS = "callbacks.checkpoint.every_n_train_steps=5"
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    path = f"{Path(console_script('betavae-train')).parent}:{os.environ['PATH']}"
+    return {**os.environ, "BETAVAE_DATA_DIR": str(data_dir), "PATH": path}
+
+
+def _start(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [console_script("betavae-train"), *args],
+        cwd=cwd,
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.01)
+
+
+def _step(checkpoint: Path) -> int:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _contents(directory: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
+    """The metrics of the run the interrupted ones must end up as."""
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    result = run_cli([*LONG_EPOCHS, EVERY_5_STEPS, "hydra.run.dir=run"], cwd, data_dir)
+    assert result.returncode == 0, result.stderr
+    return _metrics(cwd / "run")
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_epoch_saves_that_step_and_resume_ends_as_if_never_stopped(
+    uninterrupted, tmp_path, data_dir, sig, status
+):
+    run = tmp_path / "run"
+    process = _start([*LONG_EPOCHS, EVERY_5_STEPS, "hydra.run.dir=run"], tmp_path, data_dir)
+    _wait_for(run / "checkpoints/last.ckpt", process)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == status
+    line = stderr.strip().splitlines()[-1]
+    prefix = f"betavae-train: stopped by {sig.name} at step "
+    assert line.startswith(prefix), stderr
+    step = int(line.removeprefix(prefix).split(";")[0])
+    assert 5 <= step < 60  # inside the first epoch
+    assert line.endswith(f"; continue with: betavae-train resume={run.name}")
+    assert _step(run / "checkpoints/last.ckpt") == step
+    assert not (run / "metrics.json").exists()
+
+    # The printed command, pasted into a shell.
+    command = line.split("continue with: ")[1]
+    resumed = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=_env(data_dir), capture_output=True, text=True
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = _metrics(run)
+    assert metrics["global_step"] == uninterrupted["global_step"]
+    assert metrics["test/elbo"] == pytest.approx(uninterrupted["test/elbo"], abs=1e-3)
+    assert metrics["val/elbo"] == pytest.approx(uninterrupted["val/elbo"], abs=1e-3)
+
+
+def test_sigkill_then_resume_continues_from_the_last_step_checkpoint(
+    uninterrupted, tmp_path, data_dir
+):
+    run = tmp_path / "run"
+    process = _start([*LONG_EPOCHS, EVERY_5_STEPS, "hydra.run.dir=run"], tmp_path, data_dir)
+    _wait_for(run / "checkpoints/last.ckpt", process)
+    process.kill()
+    process.communicate()
+    killed_at = _step(run / "checkpoints/last.ckpt")
+
+    resumed = run_cli([f"resume={run}"], tmp_path, data_dir)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert killed_at % 5 == 0 and killed_at < uninterrupted["global_step"]
+    assert _metrics(run)["global_step"] == uninterrupted["global_step"]
+    assert _metrics(run)["test/elbo"] == pytest.approx(uninterrupted["test/elbo"], abs=1e-3)
+    assert not list(run.rglob(".*.tmp-*"))
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_path, data_dir):
+    run = tmp_path / "run"
+    first = run_cli([*TINY_RUN, "trainer.max_epochs=2", "hydra.run.dir=run"], tmp_path, data_dir)
+    assert first.returncode == 0, first.stderr
+    (run / "metrics.json").unlink()  # as if it had been stopped just before the end
+    last = run / "checkpoints/last.ckpt"
+    data = last.read_bytes()
+    last.unlink()  # best.ckpt is a hard link to it: give last.ckpt bytes of its own
+    last.write_bytes(data[: len(data) // 2])
+    best_step = _step(run / "checkpoints/best.ckpt")
+
+    resumed = run_cli([f"resume={run}", "trainer.max_epochs=3"], tmp_path, data_dir)
+
+    assert resumed.returncode == 0, resumed.stderr
+    notice = (
+        f"resume: {last} cannot be read; continuing from {run / 'checkpoints/best.ckpt'} "
+        f"(step {best_step}), the newest readable checkpoint of the run"
+    )
+    assert notice in resumed.stdout
+    assert _metrics(run)["epochs"] == 3
+    assert _step(last) == _metrics(run)["global_step"]
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, data_dir):
+    run = tmp_path / "run"
+    first = run_cli([*TINY_RUN, "trainer.max_epochs=1", "hydra.run.dir=run"], tmp_path, data_dir)
+    assert first.returncode == 0, first.stderr
+    before = _contents(run)
+
+    again = run_cli([f"resume={run}"], tmp_path, data_dir)
+
+    assert again.returncode == 0
+    assert again.stdout.strip() == (
+        f"{run} is finished (trainer.max_epochs=1); nothing to do. To train it longer: "
+        f"betavae-train resume={run} trainer.max_epochs=<more than 1>"
+    )
+    assert _contents(run) == before
+
+
+def test_a_diverging_run_stops_at_once_and_is_recorded_as_diverged(tmp_path, data_dir):
+    result = run_cli([*TINY_RUN, "model.lr=1e12", "hydra.run.dir=run"], tmp_path, data_dir)
+
+    assert result.returncode == 3
+    metrics = _metrics(tmp_path / "run")
+    assert metrics["status"] == "diverged"
+    assert metrics["diverged_at_step"] <= 3
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"betavae-train: run diverged at step {metrics['diverged_at_step']} (training loss "
+        f"{metrics['diverged_loss']}); try a lower model.lr (now 1e+12) or "
+        "trainer.gradient_clip_val=1.0"
+    )
+    again = run_cli([f"resume={tmp_path / 'run'}"], tmp_path, data_dir)
+    assert again.returncode == 2
+    assert "diverged at step" in again.stderr and "is final" in again.stderr
+
+
+def test_a_sweep_with_a_diverging_job_runs_the_others_and_says_so(tmp_path, data_dir):
+    sweep = ["-m", *TINY_RUN, "trainer.max_epochs=1", "model.lr=0.001,1e12,0.002"]
+    result = run_cli([*sweep, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+
+    assert result.returncode == 3
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    statuses = {job: _metrics(tmp_path / "sweep" / job)["status"] for job in jobs}
+    assert list(statuses.values()) == ["finished", "diverged", "finished"]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"betavae-train: 1 of 3 jobs diverged ({jobs[1]}); the others ran to the end: "
+        "betavae-report sweep compares them"
+    )
+    report = run_cli(["sweep"], tmp_path, data_dir, script="betavae-report")
+    assert report.returncode == 0, report.stderr
+    assert "| diverged " in report.stdout
+    before = _contents(tmp_path / "sweep")
+
+    rerun = run_cli([*sweep, "hydra.sweep.dir=sweep", "resume=auto"], tmp_path, data_dir)
+
+    assert rerun.returncode == 3  # the diverged job is not trained again, and still counts
+    assert f"Skipping {tmp_path / 'sweep' / jobs[1]}: diverged already" in rerun.stdout
+    for job in jobs:
+        metrics = tmp_path / "sweep" / job / "metrics.json"
+        assert metrics.read_bytes() == before[metrics]
+
+
+def test_a_signal_stops_a_sweep_which_the_printed_command_continues(tmp_path, data_dir):
+    sweep = ["-m", *LONG_EPOCHS, EVERY_5_STEPS, "model.beta=1,4", "hydra.sweep.dir=sweep"]
+    process = _start(sweep, tmp_path, data_dir)
+    _wait_for(tmp_path / "sweep/0_model.beta=1/checkpoints/last.ckpt", process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 143
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("betavae-train: stopped by SIGTERM at step ")
+    command = line.split("continue with: ")[1]
+    assert shlex.split(command)[-2:] == ["hydra.sweep.dir=sweep", "resume=auto"]
+    assert not (tmp_path / "sweep/1_model.beta=4").exists()
+
+    resumed = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=_env(data_dir), capture_output=True, text=True
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    for job in ("0_model.beta=1", "1_model.beta=4"):
+        assert _metrics(tmp_path / "sweep" / job)["global_step"] == 120
+
+
+def test_two_runs_started_together_get_a_directory_each(tmp_path, data_dir):
+    processes = {
+        beta: _start([*TINY_RUN, "trainer.max_epochs=1", f"model.beta={beta}"], tmp_path, data_dir)
+        for beta in (1, 4)
+    }
+    outputs = {beta: process.communicate(timeout=300) for beta, process in processes.items()}
+
+    for beta, process in processes.items():
+        assert process.returncode == 0, outputs[beta][1]
+    runs = sorted(path.parent for path in (tmp_path / "outputs").glob("*/*/config.yaml"))
+    assert len(runs) == 2
+    for run in runs:
+        printed = outputs[int(OmegaConf.load(run / "config.yaml").model.beta)][0]
+        assert f"Run directory:   {run.relative_to(tmp_path)}\n" in printed
+        assert (
+            len({path.name.split(".")[-2] for path in (run / "tensorboard").glob("events*")}) == 1
+        )
+        assert _metrics(run)["status"] == "finished"
