@@ -55,17 +55,20 @@ def _saved_step(path: Path) -> int | None:
 
 
 def newest_readable_checkpoint(run_dir: Path) -> tuple[Path | None, str | None]:
-    """Where to continue a run from: its last.ckpt, or if that cannot be read (a disk filled up,
-    a copy cut short), the readable checkpoint of the run with the most steps.
+    """Where to continue a run from: the readable checkpoint of the run with the most steps,
+    last.ckpt on a tie. That is last.ckpt unless it cannot be read (a full disk, a copy cut
+    short) or a SLURM requeue checkpoint (`hpc_ckpt_<n>.ckpt`) is newer.
 
-    Returns (checkpoint or None if there is none, a line saying which was chosen instead of
-    last.ckpt or None). Nothing is deleted: an unreadable file stays for the user to inspect.
+    Returns (checkpoint or None if there is none, a line saying why another checkpoint than
+    last.ckpt was chosen, or None). Nothing is deleted: an unreadable file stays to inspect.
     """
     last = run_dir / LAST_CHECKPOINT
-    others = [run_dir / CHECKPOINT_DIR / BEST_NAME, *sorted(run_dir.glob("hpc_ckpt_*.ckpt"))]
-    if last.is_file() and _saved_step(last) is not None:
-        return last, None
-    readable = [(step, path) for path in others if (step := _saved_step(path)) is not None]
+    candidates = [
+        last,
+        run_dir / CHECKPOINT_DIR / BEST_NAME,
+        *sorted(run_dir.glob("hpc_ckpt_*.ckpt")),
+    ]
+    readable = [(step, path) for path in candidates if (step := _saved_step(path)) is not None]
     if not readable:
         if last.is_file():
             raise UserError(
@@ -73,9 +76,15 @@ def newest_readable_checkpoint(run_dir: Path) -> tuple[Path | None, str | None]:
                 "readable checkpoint; start the run again without resume"
             )
         return None, None
+    # max() keeps the first of equals, and last.ckpt comes first.
     step, chosen = max(readable, key=lambda found: found[0])
-    problem = "cannot be read" if last.is_file() else "is missing"
+    if chosen == last:
+        return last, None
+    if any(path == last for _, path in readable):
+        why = "is older"
+    else:
+        why = "cannot be read" if last.is_file() else "is missing"
     return chosen, (
-        f"{last} {problem}; continuing from {chosen} (step {step}), the newest readable "
+        f"{last} {why}; continuing from {chosen} (step {step}), the newest readable "
         "checkpoint of the run"
     )
