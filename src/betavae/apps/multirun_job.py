@@ -21,6 +21,7 @@ from betavae.apps.cli import is_override
 from betavae.errors import UserError
 
 _JOBLIB_LAUNCHER = "JoblibLauncher"
+_SLURM_LAUNCHER = "SlurmLauncher"
 _MULTIRUN_FLAGS = ("-m", "--multirun")
 # Never part of a job's name: rerunning a sweep with resume=auto must find the same directories.
 _NOT_IN_JOB_NAMES = ("resume", "ckpt_path")
@@ -56,6 +57,11 @@ def parallel_jobs() -> int:
     return torch.cuda.device_count() or os.cpu_count() or 1
 
 
+def tasks_for_gpus(gpus_per_node: int | None) -> int:
+    """SLURM tasks per node for `hydra/launcher=slurm`: one per GPU, one on a CPU-only node."""
+    return max(1, gpus_per_node or 0)
+
+
 def job_dir_name(number: int, override_dirname: str) -> str:
     """`3_model.beta=4,model.latent_dim=8`, or just `0` for a sweep of fixed values."""
     return f"{number}_{override_dirname}" if override_dirname else str(number)
@@ -66,6 +72,7 @@ def register_resolvers() -> None:
     for name, resolver in {
         "betavae.parallel_jobs": parallel_jobs,
         "betavae.job_dir_name": job_dir_name,
+        "betavae.tasks_for_gpus": tasks_for_gpus,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
@@ -93,6 +100,29 @@ def give_parallel_job_its_device(cfg: DictConfig, hydra_cfg: DictConfig) -> None
         cfg.trainer.devices = [hydra_cfg.job.num % gpus] if use_gpu else 1
     if not use_gpu:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, hydra_cfg.launcher.n_jobs)))
+
+
+def give_slurm_job_its_ranks(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """Under the SLURM launcher, make the Trainer's ranks the SLURM tasks of this job.
+
+    Lightning's SLURMEnvironment takes the ranks from SLURM and refuses a `devices` or
+    `num_nodes` other than the tasks per node and nodes that sbatch was given, so those two
+    launcher keys decide the layout; `trainer.devices=auto` would mean one device on a CPU.
+    """
+    if not hydra_cfg.launcher._target_.endswith(_SLURM_LAUNCHER):
+        return
+    launcher = hydra_cfg.launcher
+    wanted = {"devices": launcher.tasks_per_node, "num_nodes": launcher.nodes}
+    for key, value in wanted.items():
+        if cfg.trainer[key] not in ("auto", 1, value):
+            launcher_key = "tasks_per_node" if key == "devices" else "nodes"
+            raise UserError(
+                f"trainer.{key}={cfg.trainer[key]}: under hydra/launcher=slurm each SLURM task is "
+                f"one rank; set hydra.launcher.{launcher_key}={cfg.trainer[key]} instead "
+                f"(now {value}), or leave trainer.{key} out"
+            )
+    with open_dict(cfg.trainer):
+        cfg.trainer.update(wanted)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from betavae.apps.hydra_callbacks import DIVERGED_EXIT
 from betavae.apps.multirun_job import (
     ddp_ranks_run_this_job,
     give_parallel_job_its_device,
+    give_slurm_job_its_ranks,
     job_name_overrides,
     register_resolvers,
 )
@@ -60,6 +61,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
             with ddp_ranks_run_this_job(run_dir, task_overrides):
                 give_parallel_job_its_device(cfg, hydra_cfg)
+                give_slurm_job_its_ranks(cfg, hydra_cfg)
                 metrics = pipeline.train(cfg, run_dir, task_overrides)
     except RunStopped as stopped:
         stopped.run_dir = run_dir
