@@ -18,6 +18,13 @@ IDLE_TIMEOUT_S=60
 
 die() { echo "local_slurm.sh: $*" >&2; exit 1; }
 
+missing_programs() {
+    local program
+    for program in munged slurmctld slurmd sbatch scontrol; do
+        command -v "$program" >/dev/null || echo -n " $program"
+    done
+}
+
 # The first pair of consecutive TCP ports from 6817 (SLURM's own defaults) that nothing listens on.
 free_ports() {
     local port
@@ -94,11 +101,9 @@ wait_until_idle() {
 
 start() {
     [[ $(id -u) == 0 ]] || die "start needs root (munged runs as the munge user, slurmd as root)"
-    local missing=()
-    for program in munged slurmctld slurmd sbatch; do
-        command -v "$program" >/dev/null || missing+=("$program")
-    done
-    ((${#missing[@]} == 0)) || die "not installed: ${missing[*]}; run: $0 install"
+    local missing
+    missing=$(missing_programs)
+    [[ -z $missing ]] || die "not installed:$missing; run: $0 install"
     local dir=${LOCAL_SLURM_DIR:-$(mktemp -d -t local-slurm.XXXXXX)}
     mkdir -p "$dir"/{state,spool,log}
     chmod 0755 "$dir"  # the munge user must reach its socket directory inside
@@ -150,8 +155,13 @@ stop() {
 }
 
 install() {
+    if [[ -z $(missing_programs) ]]; then
+        echo "local_slurm.sh: ${PACKAGES[*]} are installed" >&2
+        return
+    fi
     [[ $(id -u) == 0 ]] || die "install needs root"
-    apt-get install -y "${PACKAGES[@]}"
+    apt-get update -qq
+    apt-get install -y -qq "${PACKAGES[@]}"
 }
 
 case ${1:-} in

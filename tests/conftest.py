@@ -1,5 +1,8 @@
-"""Shared fixtures: a session-wide data cache, and composing the real configs."""
+"""Shared fixtures: a session-wide data cache, composing the real configs, a SLURM cluster."""
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,8 @@ from omegaconf import DictConfig
 
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas
+
+LOCAL_SLURM = Path(__file__).parents[1] / "scripts" / "local_slurm.sh"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +35,31 @@ def compose_train() -> Iterator:
 
         yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Path]:
+    """A one-node SLURM cluster for the session (scripts/local_slurm.sh); yields its slurm.conf.
+
+    SLURM_CONF points the SLURM commands, and so the sweeps the tests start, at it. Skipped,
+    with the reason, where SLURM is not installed or the tests do not run as root.
+    """
+    missing = [p for p in ("munged", "slurmctld", "slurmd", "sbatch") if shutil.which(p) is None]
+    if missing:
+        pytest.skip(
+            f"SLURM is not installed ({', '.join(missing)} missing); "
+            f"install it with `sudo {LOCAL_SLURM} install` (Debian or Ubuntu)"
+        )
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root: munged runs as the munge user")
+    started = subprocess.run(
+        [str(LOCAL_SLURM), "start"], capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stderr
+    conf = started.stdout.strip().removeprefix("export SLURM_CONF=")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", conf)
+        try:
+            yield Path(conf)
+        finally:
+            subprocess.run([str(LOCAL_SLURM), "stop", conf], check=True, timeout=120)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # Small, fast settings for runs that only need to exercise the machinery.
@@ -41,3 +42,31 @@ def run_cli(
 def event_file_pids(tensorboard_dir: Path) -> set[str]:
     """The processes that wrote a TensorBoard dir (events.out.tfevents.<time>.<host>.<pid>.<n>)."""
     return {path.name.split(".")[-2] for path in tensorboard_dir.glob("events.out.tfevents.*")}
+
+
+# hydra/launcher=slurm on the local cluster's CPU-only node (tests' slurm_cluster fixture).
+SLURM_CPU = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+]
+
+_SLURM_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SIGNALING")
+
+
+def slurm_job(job_id: str, timeout: float = 60) -> dict[str, str]:
+    """`scontrol show job` as a dict (JobState, ExitCode, Restarts, ...) once the job has ended
+    (its result file can appear before SLURM has seen its process exit); slurmctld keeps an
+    ended job for MinJobAge, 5 minutes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = subprocess.run(
+            ["scontrol", "--oneliner", "show", "job", job_id], capture_output=True, text=True
+        )
+        assert shown.returncode == 0, shown.stderr
+        job = dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
+        if job["JobState"] not in _SLURM_ACTIVE or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)

@@ -9,7 +9,12 @@ import yaml
 from helpers import TINY_RUN, event_file_pids, run_cli
 from omegaconf import OmegaConf
 
-from betavae.apps.multirun_job import give_parallel_job_its_device, job_name_overrides
+from betavae.apps.multirun_job import (
+    give_parallel_job_its_device,
+    give_slurm_job_its_ranks,
+    job_name_overrides,
+    register_resolvers,
+)
 from betavae.errors import UserError
 
 CPU_RUN = [*TINY_RUN, "trainer.max_epochs=2"]
@@ -82,15 +87,42 @@ def test_sweep_jobs_are_named_by_the_swept_keys_only(argv, excluded):
 
 
 def test_slurm_launcher_gives_each_gpu_a_task_and_lightning_the_requeue_signal(compose_train):
-    overrides = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer=ddp"]
-    cfg = compose_train(overrides, return_hydra_config=True)
-    launcher = cfg.hydra.launcher
+    register_resolvers()
+    launcher = compose_train(["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
 
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
-    assert launcher.tasks_per_node == launcher.gpus_per_node == 4
+    # A typical cluster's GPU node: its default partition, 4 hours, one GPU and one task.
+    assert launcher.partition is None
+    assert (launcher.timeout_min, launcher.nodes, launcher.cpus_per_task) == (240, 1, 8)
+    assert launcher.gpus_per_node == launcher.tasks_per_node == 1
     # SIGUSR1 is Lightning's SLURMEnvironment requeue signal (submitit would send SIGUSR2).
     assert launcher.additional_parameters.signal == "USR1@120"
-    assert cfg.trainer.strategy == "ddp"
+
+    overrides = ["hydra.launcher.gpus_per_node=4", "hydra.launcher.signal_delay_s=300"]
+    launcher = compose_train(
+        ["hydra/launcher=slurm", *overrides], return_hydra_config=True
+    ).hydra.launcher
+    assert launcher.tasks_per_node == 4
+    assert launcher.additional_parameters.signal == "USR1@300"
+    cpu_only = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0"]
+    assert compose_train(cpu_only, return_hydra_config=True).hydra.launcher.tasks_per_node == 1
+
+
+def _trainer_under_slurm(devices: object, num_nodes: int) -> tuple:
+    cfg = OmegaConf.create({"trainer": {"devices": devices, "num_nodes": num_nodes}})
+    target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    launcher = {"_target_": target, "tasks_per_node": 2, "nodes": 3}
+    return cfg, OmegaConf.create({"launcher": launcher})
+
+
+def test_slurm_jobs_take_their_ranks_from_the_launcher_and_refuse_other_counts():
+    cfg, hydra_cfg = _trainer_under_slurm("auto", 1)
+    give_slurm_job_its_ranks(cfg, hydra_cfg)
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (2, 3)
+
+    cfg, hydra_cfg = _trainer_under_slurm(4, 1)
+    with pytest.raises(UserError, match=r"^trainer\.devices=4: under hydra/launcher=slurm each "):
+        give_slurm_job_its_ranks(cfg, hydra_cfg)
 
 
 @pytest.mark.slow
