@@ -117,17 +117,25 @@ start() {
     echo "export SLURM_CONF=$SLURM_CONF"
 }
 
-# Kill the process whose PID a file holds, and wait for it to be gone (SIGKILL after 10 s).
-stop_pid_file() {
-    local file=$1 pid
-    [[ -f $file ]] || return 0
-    pid=$(<"$file")
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
+# Send SIGTERM to the processes whose PIDs these files hold, then wait until they are gone
+# (SIGKILL to any still there after 10 s).
+stop_pid_files() {
+    local file pids=() pid
+    for file in "$@"; do
+        [[ -f $file ]] && pids+=("$(<"$file")")
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for _ in $(seq 100); do
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && sleep 0.1 && continue 2
+        done
+        return 0
+    done
+    for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
 }
 
 stop() {
@@ -139,17 +147,17 @@ stop() {
     dir=$(dirname "$conf")
     grep -q "^# Written by scripts/local_slurm.sh" "$conf" || die "stop: $conf is not a local cluster"
     export SLURM_CONF=$conf
-    # Cancel the jobs first, so that slurmd ends their processes before it goes itself.
+    # Cancel the jobs first, so that slurmd ends their processes before it goes itself: SIGTERM,
+    # and SIGKILL after KillWait (30 s) to those that ignore it.
     if [[ -f $dir/slurmctld.pid ]] && kill -0 "$(<"$dir/slurmctld.pid")" 2>/dev/null; then
         scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
-        for _ in $(seq 100); do
+        for _ in $(seq 450); do
             [[ -z $(squeue --noheader --format=%i 2>/dev/null) ]] && break
             sleep 0.1
         done
     fi
-    stop_pid_file "$dir/slurmd.pid"
-    stop_pid_file "$dir/slurmctld.pid"
-    stop_pid_file "$dir/munge/munged.pid"
+    stop_pid_files "$dir/slurmd.pid" "$dir/slurmctld.pid"
+    stop_pid_files "$dir/munge/munged.pid"  # last: slurmd and slurmctld authenticate through it
     rm -rf "$dir"
     echo "local SLURM cluster in $dir stopped" >&2
 }

@@ -82,7 +82,9 @@ def _test_kl_in_one_process(job_dir: Path) -> float:
 def test_ddp_runs_as_two_slurm_tasks_in_one_run_directory(slurm_cluster, tmp_path, data_dir):
     single_device = [arg for arg in TINY_RUN if not arg.startswith("trainer.devices=")]
     args = ["-m", *SLURM_CPU, "hydra.launcher.tasks_per_node=2", "trainer=ddp", *single_device]
-    result = run_cli([*args, f"trainer.max_epochs={EPOCHS}", "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+    result = run_cli(
+        [*args, f"trainer.max_epochs={EPOCHS}", "hydra.sweep.dir=sweep"], tmp_path, data_dir
+    )
 
     assert result.returncode == 0, result.stderr
     sweep = tmp_path / "sweep"
