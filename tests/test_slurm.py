@@ -46,6 +46,7 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
     # One array of two jobs; Lightning's requeue signal instead of submitit's SIGUSR2.
     assert "#SBATCH --array=0-1%2" in sbatch
     assert "#SBATCH --signal=USR1@120" in sbatch
+    assert "#SBATCH --requeue" in sbatch
     assert "USR2" not in sbatch
     job_ids = _slurm_job_ids(sweep)
     assert len(job_ids) == 2
