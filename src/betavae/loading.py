@@ -17,6 +17,7 @@ from betavae.training.checkpointing import BEST_NAME
 from betavae.training.checkpoints import checkpoint_hparams
 from betavae.training.module import VAEModule
 from betavae.training.run_dir import CHECKPOINT_DIR, CONFIG_FILE, require_run_dir
+from betavae.user_paths import user_path
 from betavae.vae import VAE
 
 BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_NAME}"
@@ -68,7 +69,7 @@ def load_run(run: str | None, key: str = "run") -> LoadedRun:
         raise UserError(
             f"{key} is missing; pass {key}=<run dir> or {key}=<run dir>/{BEST_CHECKPOINT}"
         )
-    path = Path(run).expanduser()
+    path = user_path(run)
     if path.is_dir():
         run_dir = require_run_dir(path, key)
         checkpoint = run_dir / BEST_CHECKPOINT

@@ -5,13 +5,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from betavae.apps.usage import open_run, require_new_results, results_stem, usage_main
+from betavae.apps.usage import data_split, open_run, require_new_results, results_stem
 from betavae.data.base import class_labels, source_indices
-from betavae.display import shown_path
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.plots import latent_scatter
-
-APP_NAME = "betavae-encode"
+from betavae.user_paths import shown_path
 
 
 def encode(cfg: DictConfig) -> Path:
@@ -22,8 +20,8 @@ def encode(cfg: DictConfig) -> Path:
     plot = out_dir / f"{results_stem(cfg)}_scatter.png"
     require_new_results(cfg, [path, plot])
     datamodule = run.datamodule(cfg.data)
-    split = getattr(datamodule, f"{cfg.split}_set")
-    results = run_split(run.vae, datamodule.split_dataloader(cfg.split))
+    split = datamodule.split_set(data_split(cfg))
+    results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)))
     labels = class_labels(split)
     factor_names = getattr(datamodule, "factor_names", None)
     arrays = {
@@ -41,9 +39,6 @@ def encode(cfg: DictConfig) -> Path:
     label_name = factor_names[0] if factor_names is not None else "label"
     latent_scatter(results.mu, labels, label_name, plot)
     shape = "x".join(map(str, results.mu.shape))
-    print(f"Encoded {len(results.mu)} {cfg.split} examples (mu {shape}): {shown_path(path)}")
+    print(f"Encoded {len(results.mu)} {data_split(cfg)} examples (mu {shape}): {shown_path(path)}")
     print(f"Scatter: {shown_path(plot)}")
     return path
-
-
-main = usage_main("encode", APP_NAME, encode)

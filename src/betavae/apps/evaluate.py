@@ -6,9 +6,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from betavae.apps.usage import open_run, require_new_results, results_stem, usage_main, variant
+from betavae.apps.usage import data_split, open_run, require_new_results, results_stem, variant
 from betavae.data.base import class_labels
-from betavae.display import shown_path
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.metrics import (
     latent_metrics,
@@ -16,8 +15,8 @@ from betavae.evaluation.metrics import (
     mig_metrics,
     probe_metrics,
 )
+from betavae.user_paths import shown_path
 
-APP_NAME = "betavae-eval"
 METRICS_FILE = "metrics.json"
 
 
@@ -30,17 +29,17 @@ def evaluate(cfg: DictConfig) -> Path:
     path = out_dir / (METRICS_FILE if stem == "test" else f"metrics-{stem}.json")
     require_new_results(cfg, [path])
     datamodule = run.datamodule(cfg.data)
-    results = run_split(run.vae, datamodule.split_dataloader(cfg.split), iwae_k=cfg.k)
+    results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)), iwae_k=cfg.k)
     image_shape = tuple(run.module.hparams.image_shape)
     metrics: dict[str, Any] = {
         "checkpoint": str(run.checkpoint.resolve()),
-        "split": cfg.split,
+        "split": data_split(cfg),
         "examples": len(results.mu),
         "k": cfg.k,
         **likelihood_metrics(results, image_shape),
         **latent_metrics(results),
     }
-    labels = class_labels(getattr(datamodule, f"{cfg.split}_set"))
+    labels = class_labels(datamodule.split_set(data_split(cfg)))
     factor_names = getattr(datamodule, "factor_names", None)
     if labels is not None and labels.unique().numel() > 1:
         train = run_split(run.vae, datamodule.split_dataloader("train"))
@@ -90,6 +89,3 @@ def table(metrics: dict[str, Any]) -> str:
         )
         lines.append(f"  {'MIG':30}{metrics['mig']:>14.3f}   ({gaps})")
     return "\n".join(lines)
-
-
-main = usage_main("eval", APP_NAME, evaluate)

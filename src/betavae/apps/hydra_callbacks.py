@@ -9,7 +9,6 @@
 """
 
 import itertools
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
+from betavae.commands import shell_word
 from betavae.sweeps.jobs import read_sweep
 from betavae.training.run_dir import DIVERGED
+from betavae.user_paths import shown_path
 
 DIVERGED_EXIT = 3
 
@@ -71,7 +72,7 @@ class SweepExitStatus(Callback):
             print(
                 f"betavae-train: {len(diverged)} of {len(jobs)} jobs diverged "
                 f"({', '.join(diverged)}); the others ran to the end: betavae-report "
-                f"{shlex.quote(str(sweep_dir))} compares them",
+                f"{shell_word(shown_path(sweep_dir))} compares them",
                 file=sys.stderr,
             )
             sys.exit(DIVERGED_EXIT)

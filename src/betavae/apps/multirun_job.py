@@ -6,6 +6,8 @@ submitit; SLURM starts the ranks and Lightning's SLURMEnvironment reads them).
 """
 
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +57,29 @@ def parallel_jobs() -> int:
     import torch  # here, not at the top: the train app must start without importing torch
 
     return torch.cuda.device_count() or os.cpu_count() or 1
+
+
+def require_slurm() -> None:
+    """`hydra/launcher=slurm` needs a SLURM cluster that answers; say so before any sweep
+    directory is made, rather than with submitit's traceback after."""
+    if shutil.which("sbatch") is None:
+        raise UserError(
+            "hydra/launcher=slurm: sbatch is not on this machine; run the sweep on a SLURM "
+            "login node, or leave hydra/launcher=slurm out to run the jobs here"
+        )
+    try:
+        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        reason = str(error)
+    else:
+        if answer.returncode == 0:
+            return
+        lines = answer.stderr.strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {answer.returncode}"
+    raise UserError(
+        f"hydra/launcher=slurm: no SLURM cluster answers (sinfo: {reason}); run the sweep on a "
+        "SLURM login node, or leave hydra/launcher=slurm out to run the jobs here"
+    )
 
 
 def tasks_for_gpus(gpus_per_node: int | None) -> int:

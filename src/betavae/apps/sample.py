@@ -7,13 +7,11 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from betavae.apps.usage import open_run, require_new_results, usage_main, variant
-from betavae.display import shown_path
+from betavae.apps.usage import open_run, require_new_results, variant
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.pictures import interpolation, traversal
-
-APP_NAME = "betavae-sample"
+from betavae.user_paths import shown_path
 
 
 def sample(cfg: DictConfig) -> list[Path]:
@@ -56,6 +54,3 @@ def sample(cfg: DictConfig) -> list[Path]:
         paths.append(path)
     print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths)}")
     return paths
-
-
-main = usage_main("sample", APP_NAME, sample)

@@ -8,13 +8,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.apps.usage import open_run, require_new_results, results_stem, usage_main, variant
+from betavae.apps.usage import data_split, open_run, require_new_results, results_stem, variant
 from betavae.data.base import class_labels, source_indices
-from betavae.display import shown_path
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
 from betavae.evaluation.collect import run_split
+from betavae.user_paths import shown_path
 
-APP_NAME = "betavae-score"
 # What a score is measured in, where it is not nats.
 UNITS = {"knn": "standardized latent distance"}
 
@@ -44,11 +43,11 @@ def score(cfg: DictConfig) -> Path:
         trained_on = run_split(run.vae, reference.split_dataloader("train"))
     normal, scores = (
         anomaly_scores(run_split(run.vae, loader, iwae_k), cfg.score, trained_on, cfg.neighbours)
-        for loader in (reference.split_dataloader("val"), scored.split_dataloader(cfg.split))
+        for loader in (reference.split_dataloader("val"), scored.split_dataloader(data_split(cfg)))
     )
     threshold = quantile_threshold(normal, cfg.quantile)
     flagged = scores > threshold
-    split = getattr(scored, f"{cfg.split}_set")
+    split = scored.split_set(data_split(cfg))
     indices = source_indices(split)
     labels = class_labels(split)
     anomalous = cfg.anomalous_classes
@@ -59,7 +58,7 @@ def score(cfg: DictConfig) -> Path:
         is_anomaly = torch.isin(labels, torch.tensor(list(anomalous)))
     summary: dict[str, Any] = {
         "checkpoint": str(run.checkpoint.resolve()),
-        "split": cfg.split,
+        "split": data_split(cfg),
         "score": cfg.score,
         "examples": len(scores),
         "quantile": cfg.quantile,
@@ -116,6 +115,3 @@ def report(summary: dict[str, Any], num_normal: int) -> str:
             f"{examples}): AUROC {summary['auroc']:.3f}, AUPRC {summary['auprc']:.3f}"
         )
     return "\n".join(lines)
-
-
-main = usage_main("score", APP_NAME, score)

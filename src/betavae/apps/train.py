@@ -5,10 +5,7 @@ Exit status: 0 the run finished (or had finished already), 2 a mistake on the co
 signal N and resumable.
 """
 
-import logging
-import shlex
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -30,19 +27,22 @@ from betavae.apps.multirun_job import (
     give_slurm_job_its_ranks,
     job_name_overrides,
     register_resolvers,
+    require_slurm,
 )
 from betavae.apps.sweep_resume import check_sweep_can_resume
+from betavae.commands import override, shell_word
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
-from betavae.display import shown_path
 from betavae.training.run_dir import (
     AUTO_RESUME,
     CONFIG_FILE,
     check_resume,
     removed_if_start_fails,
+    require_checkpoint_file,
     resume_overrides,
 )
 from betavae.training.signals import STOP_REQUESTS, RunStopped
+from betavae.user_paths import shown_path, user_path
 
 register_schemas()
 register_resolvers()
@@ -75,28 +75,16 @@ def _hydra_main(cfg: DictConfig) -> float:
     return pipeline.returned_metric(metrics, cfg.optimized_metric)
 
 
-def _quiet_lightning() -> None:
-    """Drop console lines a user cannot act on, so the ones that matter stand out."""
-    # In-memory data sets are fastest without worker processes: the advice does not apply.
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    # Lightning's own use of a torch API deprecated in torch 2.14.
-    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
-    # An advertisement for a hosted logging service, printed at every start.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()
-    )
-
-
 def _continue_command(stopped: RunStopped, argv: list[str]) -> str | None:
-    """The command that continues a stopped run (or sweep), quoted to paste into a shell."""
+    """The command that continues a stopped run (or sweep), quoted to paste into bash."""
     run_dir = getattr(stopped, "run_dir", None)
     if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
         return None
     if not is_multirun(argv):
-        return shlex.join([APP_NAME, f"resume={shown_path(run_dir)}"])
-    keep = [a for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
-    sweep = [f"hydra.sweep.dir={shown_path(run_dir.parent)}", f"resume={AUTO_RESUME}"]
-    return shlex.join([APP_NAME, *keep, *sweep])
+        return f"{APP_NAME} {override('resume', shown_path(run_dir))}"
+    keep = [shell_word(a) for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
+    sweep = [override("hydra.sweep.dir", shown_path(run_dir.parent)), f"resume={AUTO_RESUME}"]
+    return " ".join([APP_NAME, *keep, *sweep])
 
 
 def _stopped(stopped: RunStopped, argv: list[str]) -> None:
@@ -123,15 +111,24 @@ def _process_rank() -> int:
     return 0
 
 
-def _check_resume(argv: list[str]) -> list[str]:
-    """Overrides for `resume=<run dir>`; exits early, changing nothing, when it has ended."""
+def _preflight(argv: list[str]) -> list[str]:
+    """What can be checked from the command line alone, before Hydra creates any directory.
+
+    Returns the overrides for `resume=<run dir>`; exits early, changing nothing, when the run
+    has ended.
+    """
+    ckpt_path = command_line_value(argv, "ckpt_path")
+    if ckpt_path is not None:
+        require_checkpoint_file(user_path(ckpt_path), "ckpt_path")
+    if command_line_value(argv, "hydra/launcher") == "slurm":
+        require_slurm()
     resume = command_line_value(argv, "resume")
     if is_multirun(argv) and resume == AUTO_RESUME:
         check_sweep_can_resume(argv)
     overrides = resume_overrides(resume)
     if overrides:
         given = {k: v for k, v in task_settings(argv).items() if k != "resume"}
-        notice = check_resume(Path(resume), given)
+        notice = check_resume(user_path(resume), given)
         if notice is not None:
             line, status = notice
             if status == 0:
@@ -142,11 +139,17 @@ def _check_resume(argv: list[str]) -> list[str]:
     return overrides
 
 
+def _process_overrides(argv: list[str]) -> list[str]:
+    """Sweep jobs named by their swept values; a DDP rank other than 0 writes no log file of
+    its own into the run directory (rank 0 logs the run)."""
+    quiet = ["hydra/job_logging=disabled"] if _process_rank() > 0 else []
+    return [*job_name_overrides(argv), *quiet]
+
+
 def main() -> None:
     STOP_REQUESTS.install()
-    _quiet_lightning()
     argv = sys.argv[1:]
     try:
-        run_app(_hydra_main, APP_NAME, lambda: [*_check_resume(argv), *job_name_overrides(argv)])
+        run_app(_hydra_main, APP_NAME, lambda: [*_preflight(argv), *_process_overrides(argv)])
     except RunStopped as stopped:
         _stopped(stopped, argv)

@@ -1,40 +1,63 @@
-"""What the apps that use a trained model share: their entry point, opening the run from the
-config, and naming their result files after the data they were computed on."""
+"""The apps that use a trained model (betavae-eval, -sample, -encode, -score): their console
+scripts, opening the run from the config, and naming their results.
+
+The console scripts import only Hydra and the schemas, so that `--help` and a mistake in the
+config answer at once; each app's task (torch and all) is imported once the config is valid.
+"""
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps.cli import exit_on_user_error, run_app
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.config.usage import register_usage_schemas
-from betavae.display import shown_path
 from betavae.errors import UserError
-from betavae.loading import LoadedRun, load_run
+from betavae.user_paths import shown_path
+
+if TYPE_CHECKING:
+    from betavae.loading import LoadedRun
 
 register_schemas()
 register_usage_schemas()
 
 
-def open_run(cfg: DictConfig) -> LoadedRun:
-    """Check the config, seed, and load the model; fails before any file is written."""
-    validate(cfg)
+def open_run(cfg: DictConfig) -> "LoadedRun":
+    """Seed, and load the model; fails before any file is written."""
+    import torch
+
+    from betavae.loading import load_run
+
     torch.manual_seed(cfg.seed)
     return load_run(cfg.run)
+
+
+def other_data(cfg: DictConfig) -> bool:
+    """Whether `data=<group>` names another data set than the run's own."""
+    return "_target_" in cfg.data
+
+
+def data_split(cfg: DictConfig) -> str:
+    """The split to use: as given; else the test split of the run's own data, and every
+    example of another data set (a folder of one's own images is scored whole)."""
+    if cfg.split is not None:
+        return cfg.split
+    return "all" if other_data(cfg) else "test"
 
 
 def results_stem(cfg: DictConfig) -> str:
     """`<split>` on the run's own data, `<data set>-<split>` on another (`data=...`), so results
     on different data sets sit side by side instead of overwriting each other."""
-    if "_target_" not in cfg.data:
-        return cfg.split
+    if not other_data(cfg):
+        return data_split(cfg)
     data_name = cfg.data._target_.rsplit(".", 1)[-1].removesuffix("DataModule").lower()
-    return f"{data_name}-{cfg.split}"
+    return f"{data_name}-{data_split(cfg)}"
 
 
 def variant(cfg: DictConfig, keys: Iterable[str]) -> str:
@@ -61,16 +84,25 @@ def require_new_results(cfg: DictConfig, paths: Iterable[Path]) -> None:
         )
 
 
-def usage_main(config_name: str, app_name: str, task: Callable[[DictConfig], object]) -> Callable:
-    """The console-script `main` of an app: `task` on the composed `conf/<config_name>.yaml`,
-    with every user mistake, at composition or inside the task, reported as one line."""
+def usage_main(config_name: str, app_name: str, task: str) -> Callable[[], None]:
+    """The console-script `main` of an app: the function `task` ("module:function") on the
+    composed `conf/<config_name>.yaml`, with every user mistake, at composition or inside the
+    task, reported as one line."""
 
     @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     def _hydra_main(cfg: DictConfig) -> None:
         with exit_on_user_error(app_name):
-            task(cfg)
+            validate(cfg)
+            module, function = task.split(":")
+            getattr(importlib.import_module(module), function)(cfg)
 
     def main() -> None:
         run_app(_hydra_main, app_name, lambda: [])
 
     return main
+
+
+eval_main = usage_main("eval", "betavae-eval", "betavae.apps.evaluate:evaluate")
+sample_main = usage_main("sample", "betavae-sample", "betavae.apps.sample:sample")
+encode_main = usage_main("encode", "betavae-encode", "betavae.apps.encode:encode")
+score_main = usage_main("score", "betavae-score", "betavae.apps.score:score")

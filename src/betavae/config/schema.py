@@ -6,6 +6,8 @@ fails while the config is composed, before any run directory exists. Ranges are 
 Each check raises a `UserError` naming the full key, the bad value and what is allowed.
 """
 
+import dataclasses
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,6 +18,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from betavae.errors import UserError
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn")
 NETWORKS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SCHEDULERS = ("none", "cosine", "plateau")
@@ -199,11 +203,29 @@ class TrainerConfig(_Checked):
         self._require_counts("max_epochs", "num_nodes", "log_every_n_steps")
         self._require_counts("check_val_every_n_epoch")
         self._require(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
+        accelerators = ", ".join(ACCELERATORS)
+        self._require(self.accelerator in ACCELERATORS, "accelerator", f"one of {accelerators}")
+        self._require(self.strategy in STRATEGIES, "strategy", f"one of {', '.join(STRATEGIES)}")
+        self._require(_is_devices(self.devices), "devices", _DEVICES_HELP)
+        clip = self.gradient_clip_val
+        self._require(clip is None or clip > 0, "gradient_clip_val", "null or a number > 0")
         for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
             self._require(_is_batch_limit(getattr(self, key)), key, _BATCH_LIMIT_HELP)
 
 
 _BATCH_LIMIT_HELP = "null (all), an integer >= 1 (batches) or a fraction in (0, 1]"
+_DEVICES_HELP = "auto, -1 (all), a count >= 1, or a list of GPU indices such as [0, 2]"
+
+
+def _is_devices(value: Any) -> bool:
+    if value in ("auto", -1):
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1
+    is_list = isinstance(value, list) or OmegaConf.is_list(value)
+    return is_list and len(value) > 0 and all(isinstance(v, int) and v >= 0 for v in value)
 
 
 def _is_batch_limit(value: Any) -> bool:
@@ -314,6 +336,33 @@ def register_schemas() -> None:
         store.store(group="schema/data", name=name, node=node)
 
 
-def validate(cfg: DictConfig) -> TrainConfig:
-    """Run every range check; the composed config has already been type-checked by Hydra."""
+def validate(cfg: DictConfig) -> Any:
+    """Run every range check; the composed config has already been type-checked by Hydra.
+
+    Keys a schema does not know are refused too: Hydra lets `+model.foo=1` add them, and they
+    would otherwise reach a constructor as unexpected arguments, or be silently ignored.
+    """
+    reject_unknown_keys(cfg)
     return OmegaConf.to_object(cfg)
+
+
+def reject_unknown_keys(node: DictConfig, prefix: str = "") -> None:
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        known = [f.name for f in dataclasses.fields(schema)]
+        for key in node:
+            if key not in known:
+                raise UserError(_unknown_key_message(f"{prefix}{key}", known, prefix))
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            reject_unknown_keys(child, f"{prefix}{key}.")
+
+
+def _unknown_key_message(key: str, known: list[str], prefix: str) -> str:
+    name = key.removeprefix(prefix)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    section = prefix.rstrip(".") or "the config"
+    listed = ", ".join(k for k in known if not k.startswith("_"))
+    return f"{key}: no such key{hint} ({section} has {listed})"

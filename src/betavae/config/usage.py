@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 from hydra.core.config_store import ConfigStore
 
 from betavae.config.schema import PathsConfig, _Checked
-from betavae.evaluation.anomaly import SCORES
 
-SPLITS = ("train", "val", "test")
+# `all` is every example of the data set; the others are a training run's splits.
+SPLITS = ("train", "val", "test", "all")
+SCORES = ("elbo", "recon", "iwae", "knn")
 
 
 @dataclass
@@ -28,13 +29,14 @@ class UsageConfig(_Checked):
     overwrite: bool = False
     """Replace a result file of the same name (same options) from an earlier run."""
 
-    def _require_split(self, split: str) -> None:
-        self._require(split in SPLITS, "split", f"one of {', '.join(SPLITS)}")
+    def _require_split(self, split: str | None) -> None:
+        allowed = f"one of {', '.join(SPLITS)}, or null (test; all with data=)"
+        self._require(split is None or split in SPLITS, "split", allowed)
 
 
 @dataclass
 class EvalConfig(UsageConfig):
-    split: str = "test"
+    split: str | None = None
     k: int = 100
 
     def __post_init__(self) -> None:
@@ -59,7 +61,7 @@ class SampleConfig(UsageConfig):
 
 @dataclass
 class EncodeConfig(UsageConfig):
-    split: str = "test"
+    split: str | None = None
 
     def __post_init__(self) -> None:
         self._require_split(self.split)
@@ -67,7 +69,7 @@ class EncodeConfig(UsageConfig):
 
 @dataclass
 class ScoreConfig(UsageConfig):
-    split: str = "test"
+    split: str | None = None
     score: str = "elbo"
     quantile: float = 0.99
     k: int = 100

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset, random_split
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, random_split
 
 from betavae.data.in_memory import InMemoryBatches, split_tensors
 from betavae.data.subsets import source_and_indices
@@ -49,10 +49,22 @@ class BaseDataModule(LightningDataModule, ABC):
         self.train_set, self.val_set, self.test_set = (
             without_classes(split, self.exclude_classes) for split in (train, val, test)
         )
+        for name in ("train", "val", "test"):
+            if self.exclude_classes and len(getattr(self, f"{name}_set")) == 0:  # type: ignore[arg-type]
+                raise UserError(
+                    f"data.exclude_classes={self.exclude_classes} leaves the {name} split "
+                    "without examples; exclude fewer classes"
+                )
+
+    def split_set(self, split: str) -> Dataset:
+        """Split `train`, `val` or `test`, or `all` of them together (every example)."""
+        if split == "all":
+            return ConcatDataset([self.train_set, self.val_set, self.test_set])
+        return getattr(self, f"{split}_set")
 
     def split_dataloader(self, split: str) -> InMemoryBatches | DataLoader:
-        """The batches of split `train`, `val` or `test` in a fixed order, for evaluation."""
-        return self._loader(getattr(self, f"{split}_set"), shuffle=False)
+        """The batches of a split (see `split_set`) in a fixed order, for evaluation."""
+        return self._loader(self.split_set(split), shuffle=False)
 
     def train_dataloader(self) -> InMemoryBatches | DataLoader:
         self._train_batches = self._loader(self.train_set, shuffle=True)
@@ -141,8 +153,26 @@ def without_classes(dataset: Dataset, classes: Sequence[int]) -> Dataset:
             f"data.exclude_classes={list(classes)}: this data set has no class labels to "
             "exclude by; remove the setting"
         )
+    names = class_names(dataset)
+    unknown = [c for c in classes if not 0 <= c < len(names)]
+    if unknown:
+        listed = ", ".join(f"{i} ({name})" for i, name in enumerate(names))
+        raise UserError(
+            f"data.exclude_classes={list(classes)}: there is no class {unknown[0]}; the classes "
+            f"are {listed}"
+        )
     keep = ~torch.isin(labels, torch.tensor(list(classes), dtype=torch.long))
     return Subset(dataset, keep.nonzero().flatten().tolist())
+
+
+def class_names(dataset: Dataset) -> list[str]:
+    """The name of each class id (torchvision's `classes`; the label itself where unnamed)."""
+    source, _ = source_and_indices(dataset)
+    names = getattr(source, "classes", None)
+    if names is not None:
+        return list(names)
+    labels = class_labels(source)
+    return [str(i) for i in range(int(labels.max()) + 1)] if labels is not None else []
 
 
 def source_indices(dataset: Dataset) -> Tensor:

@@ -18,6 +18,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, is_image
 
 from betavae.data.base import BaseDataModule, split_off
 from betavae.errors import UserError
+from betavae.user_paths import user_path
 
 
 class UnlabelledImages(Dataset):
@@ -52,7 +53,7 @@ class ImageFolderDataModule(BaseDataModule):
         super().__init__(batch_size, num_workers, exclude_classes)
         if channels not in (1, 3):
             raise UserError(f"data.channels={channels} is not allowed: 1 (grayscale) or 3 (RGB)")
-        self.path = Path(path).expanduser()
+        self.path = user_path(path)
         self.image_size = image_size
         self.channels = channels
         self.val_fraction = val_fraction

@@ -9,13 +9,14 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from betavae.data.base import BaseDataModule, split_off
+from betavae.user_paths import user_path
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_VALUES: tuple[Tensor, ...] = (
@@ -113,6 +114,9 @@ def _window_start(centre: Tensor, window: int, image_size: int) -> Tensor:
 class SpritesDataset(Dataset):
     """Whole-set tensors in memory: an index is one tensor slice, not a file read or a decode."""
 
+    # The class of a sprite is its shape (factor 0), in the order of _SHAPE_TESTS.
+    classes = ("square", "ellipse", "heart")
+
     def __init__(self, images: Tensor, factors: Tensor) -> None:
         self.images = images
         self.factors = factors
@@ -160,7 +164,7 @@ class SpritesDataModule(BaseDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         name = f"sprites-s{image_size}-n{num_examples}-seed{seed}.pt"
-        self.cache_path = Path(data_dir).expanduser() / "sprites" / name
+        self.cache_path = user_path(data_dir) / "sprites" / name
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -169,6 +173,11 @@ class SpritesDataModule(BaseDataModule):
     def prepare_data(self) -> None:
         if self.cache_path.exists():
             return
+        if rank_zero_only.rank == 0:  # the first run takes seconds here: say what happens
+            print(
+                f"Drawing {self.num_examples:,} sprites of {self.image_size}x{self.image_size} "
+                f"into {self.cache_path.parent} (once: later runs read them from there)"
+            )
         images, factors = render_sprites(self.num_examples, self.image_size, self.seed)
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         # Renaming a finished file into place is atomic, so a process that finds the cache

@@ -12,6 +12,7 @@ from torchvision import datasets, transforms
 
 from betavae.data.base import BaseDataModule, split_off
 from betavae.errors import UserError
+from betavae.user_paths import user_path
 
 
 class TorchvisionDataModule(BaseDataModule):
@@ -32,7 +33,7 @@ class TorchvisionDataModule(BaseDataModule):
         exclude_classes: Sequence[int] = (),
     ) -> None:
         super().__init__(batch_size, num_workers, exclude_classes)
-        self.data_dir = Path(data_dir).expanduser()
+        self.data_dir = user_path(data_dir)
         self.download = download
         self.val_fraction = val_fraction
         self.split_seed = split_seed

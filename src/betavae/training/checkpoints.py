@@ -8,16 +8,13 @@ import torch
 from betavae.errors import UserError
 from betavae.training.checkpointing import BEST_NAME
 from betavae.training.module import ARCHITECTURE_KEYS, VAEModule
-from betavae.training.run_dir import CHECKPOINT_DIR, LAST_CHECKPOINT
+from betavae.training.run_dir import CHECKPOINT_DIR, LAST_CHECKPOINT, require_checkpoint_file
 
 
-def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
-    """The hyper-parameters saved in a checkpoint; `key` names the setting that gave the path.
-
-    Loaded with `weights_only=True`: the torch >= 2.6 default, and safe for files from others.
-    """
-    if not path.is_file():
-        raise UserError(f"{key}={path}: no such file; pass a .ckpt written by betavae-train")
+def _load(path: Path, key: str) -> dict[str, Any]:
+    """A betavae checkpoint, loaded with `weights_only=True`: the torch >= 2.6 default, and
+    safe for files from others; `key` names the setting that gave the path."""
+    require_checkpoint_file(path, key)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -26,13 +23,26 @@ def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not set(ARCHITECTURE_KEYS) <= set(hparams):
         raise UserError(f"{key}={path}: not a betavae checkpoint (no VAE hyper-parameters in it)")
-    return hparams
+    return checkpoint
 
 
-def check_checkpoint_fits(path: Path, module: VAEModule, key: str) -> None:
-    """Fail before training if the checkpoint's weights cannot load into `module`."""
-    saved = checkpoint_hparams(path, key)
-    wanted = module.architecture()
+def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
+    """The hyper-parameters saved in a checkpoint."""
+    return _load(path, key)["hyper_parameters"]
+
+
+def finished_epochs(checkpoint: dict[str, Any]) -> int:
+    """How many epochs were complete when the checkpoint was written."""
+    return checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
+
+
+def check_checkpoint_fits(
+    path: Path, module: VAEModule, key: str, max_epochs: int | None = None
+) -> None:
+    """Fail before training if the checkpoint's weights cannot load into `module`, or (with
+    `max_epochs`, for a new run from it) if it has no epoch left to train."""
+    checkpoint = _load(path, key)
+    saved, wanted = checkpoint["hyper_parameters"], module.architecture()
     differences = [
         f"{name}={saved[name]} (this config: {wanted[name]})"
         for name in ARCHITECTURE_KEYS
@@ -42,6 +52,13 @@ def check_checkpoint_fits(path: Path, module: VAEModule, key: str) -> None:
         raise UserError(
             f"{key}={path}: the checkpoint's model differs: {'; '.join(differences)}; "
             "use the model and data settings of the run that wrote it"
+        )
+    done = finished_epochs(checkpoint)
+    if max_epochs is not None and done >= max_epochs:
+        raise UserError(
+            f"trainer.max_epochs={max_epochs}: {key}={path} has {done} epochs trained already, "
+            f"and a run started from it counts on from there; set trainer.max_epochs={done + 1} "
+            "or more"
         )
 
 

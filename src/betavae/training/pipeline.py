@@ -4,8 +4,10 @@ The train app imports this only once the config has been validated, so a mistake
 command line is reported in a second rather than after importing torch and Lightning.
 """
 
+import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from betavae.training.results import (
     diverged_metrics,
     final_metrics,
     log_hparams,
+    run_description,
     stage_metrics,
     summary,
 )
@@ -45,6 +48,8 @@ from betavae.training.run_dir import (
 )
 from betavae.training.signals import STOP_REQUESTS
 from betavae.training.stopping import GracefulStop
+from betavae.training.trainer_setup import build_trainer, check_devices
+from betavae.user_paths import user_path
 
 
 def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str, Any]:
@@ -55,6 +60,7 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
     Every rank of a DDP run calls this; only rank zero writes files and prints.
     """
     STOP_REQUESTS.install()
+    _quiet_lightning()
     if cfg.resume == AUTO_RESUME and _has_ended(cfg, run_dir):
         return read_metrics(run_dir)
     root, rank_zero = Path(cfg.paths.output_dir), rank_zero_only.rank == 0
@@ -65,8 +71,8 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         cfg.callbacks.checkpoint.every_n_train_steps,
         cfg.callbacks.checkpoint.every_n_minutes,
     )
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+    trainer = build_trainer(
+        cfg.trainer,
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
         callbacks=[
             *build_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar),
@@ -75,9 +81,13 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         ],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=run_dir,
+        # One line of ours (below) says what is trained, instead of Lightning's table.
+        enable_model_summary=False,
     )
     if isinstance(trainer.accelerator, CPUAccelerator):
         _stop_per_step_cuda_probes()
+    if trainer.is_global_zero:
+        print(run_description(trainer, cfg, module, datamodule, run_dir))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
     except Diverged as diverged:
@@ -108,6 +118,30 @@ def returned_metric(metrics: dict[str, Any], name: str) -> float:
     """The number a sweeper optimises; NaN for a diverged run, so that Optuna records the
     trial as failed rather than ranking it."""
     return math.nan if _diverged(metrics) else metrics[name]
+
+
+def _quiet_lightning() -> None:
+    """Drop console lines a user cannot act on, so the ones that matter stand out (in every
+    process that trains: sweep workers too)."""
+    # In-memory data sets are fastest without worker processes: the advice does not apply.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # Lightning's own use of a torch API deprecated in torch 2.14.
+    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
+    # On a machine with SLURM's commands, a hint to use srun: sweeps submit through
+    # hydra/launcher=slurm instead, and a run started by hand is meant to run here.
+    warnings.filterwarnings("ignore", ".*The `srun` command is available on your system.*")
+    # An advertisement for a hosted logging service, printed at every start.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+    # Lightning's progress messages (devices found, checkpoint restored, ...) go to the run's
+    # train.log, through the root logger, instead of also onto the console.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def _stop_per_step_cuda_probes() -> None:
@@ -149,7 +183,8 @@ def _prepare(
     cfg: DictConfig, run_dir: Path, task_overrides: list[str]
 ) -> tuple[pl.LightningDataModule, VAEModule, Path | None, DictConfig]:
     """Everything that can fail because of the user, done before anything is trained."""
-    checkpoint = None if cfg.ckpt_path is None else Path(cfg.ckpt_path)
+    check_devices(cfg.trainer)
+    checkpoint = None if cfg.ckpt_path is None else user_path(cfg.ckpt_path)
     resuming = cfg.resume is not None
     if cfg.resume is not None and cfg.resume != AUTO_RESUME:
         cfg = resumed_config(cfg, task_overrides)
@@ -161,7 +196,8 @@ def _prepare(
     datamodule = instantiate(cfg.data)
     module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
     if checkpoint is not None:
-        check_checkpoint_fits(checkpoint, module, "resume" if resuming else "ckpt_path")
+        key = "resume" if resuming else "ckpt_path"
+        check_checkpoint_fits(checkpoint, module, key, None if resuming else cfg.trainer.max_epochs)
     # Missing data fails here, before the run has files, not in the middle of `fit`.
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -1,5 +1,7 @@
-"""What an ended run reports: metrics.json, TensorBoard's HPARAMS entry, a console summary."""
+"""What a run reports: what it trains, and at the end metrics.json, TensorBoard's HPARAMS
+entry and a console summary."""
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -7,10 +9,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.display import shown_path
+from betavae.commands import override, shell_word
 from betavae.training.checkpointing import RunCheckpoints
 from betavae.training.divergence import Diverged
 from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE, TENSORBOARD_DIR
+from betavae.user_paths import shown_path
 
 _STAGE_METRICS = ("elbo", "recon", "kl", "loss")
 
@@ -74,6 +77,29 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -
             logger.log_hyperparams(hparams, metrics=hp_metrics)
 
 
+def run_description(
+    trainer: pl.Trainer,
+    cfg: DictConfig,
+    module: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    run_dir: Path,
+) -> str:
+    """The line that says what is about to be trained, where, and how long."""
+    parameters = sum(p.numel() for p in module.parameters())
+    examples = len(datamodule.train_set)
+    steps = math.ceil(examples / (datamodule.batch_size * trainer.world_size))
+    device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    processes = f" x {trainer.world_size}" if trainer.world_size > 1 else ""
+    image = "x".join(map(str, datamodule.image_shape))
+    epochs = cfg.trainer.max_epochs
+    return (
+        f"Training a {cfg.model.network} VAE (latent {cfg.model.latent_dim}, "
+        f"{parameters:,} parameters, beta {cfg.model.beta:g}) on {examples:,} images {image}: "
+        f"{epochs} epoch{'s' * (epochs != 1)} of {steps} steps, {device}{processes}, "
+        f"{trainer.precision}, in {shown_path(run_dir)}"
+    )
+
+
 def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
     """The few lines a user reads at the end: how good the model is, and where things went."""
     rows = [
@@ -89,12 +115,14 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
     for label, stage in rows:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
+    tensorboard = run_dir / TENSORBOARD_DIR
     lines += [
         f"Run directory:   {shown_path(run_dir)}",
         f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
         f"Metrics:         {shown_path(run_dir / METRICS_FILE)}",
-        f"TensorBoard:     tensorboard --logdir {shown_path(run_dir / TENSORBOARD_DIR)}",
-        f"Continue it:     betavae-train resume={shown_path(run_dir)} trainer.max_epochs=<more>",
+        f"TensorBoard:     tensorboard --logdir {shell_word(shown_path(tensorboard))}",
+        f"Train it longer: betavae-train {override('resume', shown_path(run_dir))} "
+        f"trainer.max_epochs={2 * epochs}",
     ]
     return "\n".join(lines)
 

@@ -13,10 +13,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.atomic_files import write_text_atomically
+from betavae.commands import override
 from betavae.config.flat import flatten
-from betavae.display import shown_path
 from betavae.errors import UserError
 from betavae.training.signals import RunStopped
+from betavae.user_paths import shown_path, user_path
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -45,6 +46,12 @@ def require_run_dir(path: Path, key: str) -> Path:
     return path
 
 
+def require_checkpoint_file(path: Path, key: str) -> None:
+    """The cheap first check of a checkpoint path, made before torch is imported."""
+    if not path.is_file():
+        raise UserError(f"{key}={path}: no such file; pass a .ckpt written by betavae-train")
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / METRICS_FILE).read_text())
 
@@ -70,7 +77,7 @@ def resume_overrides(resume: str | None) -> list[str]:
     """
     if resume in (None, "", "null", AUTO_RESUME):
         return []
-    run_dir = require_run_dir(Path(resume), "resume")
+    run_dir = require_run_dir(user_path(resume), "resume")
     quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")
     return [f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
 
@@ -88,7 +95,8 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
         if key not in _RESUME_MAY_CHANGE:
             raise UserError(
                 f"{key}={value}: a resumed run keeps its config, only trainer.max_epochs may be "
-                f"raised; to change it, start a new run with ckpt_path={run_dir / LAST_CHECKPOINT}"
+                "raised; to change it, start a new run from its checkpoint: betavae-train "
+                f"{override('ckpt_path', shown_path(run_dir / LAST_CHECKPOINT))} {key}={value}"
             )
     saved = OmegaConf.load(run_dir / CONFIG_FILE).trainer.max_epochs
     raised = given.get("trainer.max_epochs")
@@ -101,16 +109,19 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
     if status == DIVERGED:
         metrics = read_metrics(run_dir)
         best = metrics["best_checkpoint"]
-        start = f"betavae-train ckpt_path={shown_path(best)} " if best else "betavae-train "
+        start = f"{override('ckpt_path', shown_path(best))} " if best else ""
+        lower = OmegaConf.load(run_dir / CONFIG_FILE).model.lr / 10
         return (
             f"resume={run_dir}: the run diverged at step {metrics['diverged_at_step']} and is "
-            f"final; start a new run with a lower learning rate: {start}model.lr=<lower>",
+            f"final; start a new run with a lower learning rate, e.g. betavae-train "
+            f"{start}model.lr={lower:g}",
             2,
         )
     if status == FINISHED and (raised is None or not raised.isdigit() or int(raised) == saved):
         return (
             f"{run_dir} is finished (trainer.max_epochs={saved}); nothing to do. To train it "
-            f"longer: betavae-train resume={run_dir} trainer.max_epochs=<more than {saved}>",
+            f"longer: betavae-train {override('resume', shown_path(run_dir))} "
+            f"trainer.max_epochs={2 * saved}",
             0,
         )
     return None
@@ -119,7 +130,7 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
 def resumed_config(cfg: DictConfig, task_overrides: list[str]) -> DictConfig:
     """The saved config of the run being resumed, with trainer.max_epochs raised if given
     (`check_resume` has checked the command line)."""
-    saved = OmegaConf.load(require_run_dir(Path(cfg.resume), "resume") / CONFIG_FILE)
+    saved = OmegaConf.load(require_run_dir(user_path(cfg.resume), "resume") / CONFIG_FILE)
     if any(o.startswith("trainer.max_epochs=") for o in task_overrides):
         saved.trainer.max_epochs = cfg.trainer.max_epochs
     return saved
@@ -155,7 +166,7 @@ def remove_fresh_run_dir(run_dir: Path, root: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     root = root.resolve()
     parent = run_dir.resolve().parent
-    while parent != root and root in parent.parents and not any(parent.iterdir()):
+    while (parent == root or root in parent.parents) and not any(parent.iterdir()):
         parent.rmdir()
         parent = parent.parent
 
@@ -165,8 +176,9 @@ def require_new_run_dir(run_dir: Path) -> None:
     `hydra.sweep.dir=` naming one that holds a run already)."""
     if (run_dir / CONFIG_FILE).is_file():
         raise UserError(
-            f"{run_dir} holds a run already; continue it with resume={run_dir} (a sweep: "
-            "resume=auto), or give the new run a directory of its own"
+            f"{shown_path(run_dir)} holds a run already; continue it with "
+            f"{override('resume', shown_path(run_dir))} (a sweep: resume=auto), or give the new "
+            "run a directory of its own"
         )
 
 
