@@ -51,8 +51,8 @@ class VAEModule(pl.LightningModule):
         super().__init__()
         # Plain lists, not tuples or ListConfigs, so the saved hyper-parameters round-trip
         # through YAML and the weights-only unpickler unchanged (save_hyperparameters reads these
-        # locals). They reach TensorBoard's HPARAMS tab once, with the final metrics, from the
-        # train app, hence logger=False.
+        # locals). TensorBoard's HPARAMS entry holds the whole run config instead
+        # (betavae.training.hparams), hence logger=False.
         image_shape, hidden_dims = list(image_shape), list(hidden_dims)
         channels, adam_betas = list(channels), list(adam_betas)
         self.save_hyperparameters(logger=False)
@@ -112,6 +112,7 @@ class VAEModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict(
             {
+                "train/elbo": recon + kl,
                 "train/recon": recon,
                 "train/kl": kl,
                 "train/beta": beta,

@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.training.callbacks import build_callbacks
 from betavae.training.checkpoints import check_checkpoint_fits
+from betavae.training.hparams import record_hparams, sweep_of
 from betavae.training.module import VAEModule
 from betavae.training.results import (
     final_metrics,
-    log_hparams,
     read_metrics,
     stage_metrics,
     summary,
@@ -35,6 +35,7 @@ from betavae.training.run_dir import (
     require_same_config,
     resumed_config,
 )
+from betavae.training.tensorboard import tensorboard_logdir
 
 
 def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
@@ -51,11 +52,15 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
-        callbacks=build_callbacks(cfg.callbacks, run_dir, cfg.trainer.enable_progress_bar),
+        callbacks=build_callbacks(
+            cfg.callbacks, run_dir, cfg.trainer.enable_progress_bar, cfg.trainer.log_every_n_steps
+        ),
         default_root_dir=run_dir,
     )
     if isinstance(trainer.accelerator, CPUAccelerator):
         _stop_per_step_cuda_probes()
+    if rank_zero:
+        record_hparams(run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
     if "val/elbo" not in trainer.callback_metrics:
         # Resumed from the checkpoint of the final epoch (the run stopped before writing its
@@ -66,10 +71,11 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
     metrics = final_metrics(trainer, val, test, run_dir)
-    log_hparams(trainer, cfg, metrics)
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
-        print(summary(run_dir, metrics))
+        record_hparams(run_dir)
+        logdir = tensorboard_logdir(run_dir, root, sweep_of(run_dir))
+        print(summary(run_dir, metrics, logdir))
     return metrics[cfg.optimized_metric]
 
 

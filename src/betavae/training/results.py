@@ -1,14 +1,12 @@
-"""What a finished run reports: metrics.json, TensorBoard's HPARAMS entry, a console summary."""
+"""What a finished run reports: metrics.json and a console summary."""
 
 import json
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
 
-from betavae.training.run_dir import LAST_CHECKPOINT, METRICS_FILE, TENSORBOARD_DIR
+from betavae.training.run_dir import LAST_CHECKPOINT, METRICS_FILE
 
 _STAGE_METRICS = ("elbo", "recon", "kl", "loss")
 
@@ -44,30 +42,13 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / METRICS_FILE).read_text())
 
 
-def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """One HPARAMS entry per run, written at the end so it holds real metrics, not -1."""
-    hparams = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "data": {
-            "name": cfg.data._target_.rsplit(".", 1)[-1].removesuffix("DataModule"),
-            "batch_size": cfg.data.batch_size,
-        },
-        "trainer": {"precision": cfg.trainer.precision, "max_epochs": cfg.trainer.max_epochs},
-        "seed": cfg.seed,
-    }
-    hp_metrics = {"hp/val_elbo": metrics["best_val_elbo"], "hp/test_elbo": metrics["test/elbo"]}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, metrics=hp_metrics)
-
-
 def shown_path(path: Path | str) -> str:
     """A path as the user would type it: relative to the current directory when inside it."""
     path = Path(path).resolve()
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
+def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) -> str:
     """The few lines a user reads at the end: how good the model is, and where things went."""
     rows = [
         ("val (last epoch)", "val"),
@@ -82,7 +63,7 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
         f"Run directory:   {shown_path(run_dir)}",
         f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
         f"Metrics:         {shown_path(run_dir / METRICS_FILE)}",
-        f"TensorBoard:     tensorboard --logdir {shown_path(run_dir / TENSORBOARD_DIR)}",
+        f"TensorBoard:     tensorboard --logdir {shown_path(tensorboard_logdir)}",
         f"Continue it:     betavae-train resume={shown_path(run_dir)} trainer.max_epochs=<more>",
     ]
     return "\n".join(lines)

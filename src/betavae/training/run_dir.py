@@ -13,7 +13,8 @@ from betavae.errors import UserError
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
-TENSORBOARD_DIR = "tensorboard"
+# TensorBoard's files, in the run directory itself (betavae.training.tensorboard).
+TENSORBOARD_FILES = "events.out.tfevents.*"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
 
 # `resume=auto`: continue whatever this job's directory holds (used to rerun a sweep).
@@ -128,5 +129,6 @@ def clear_unfinished_attempt(run_dir: Path) -> None:
     """Drop what an attempt wrote before its first checkpoint: nothing there can be continued,
     and TensorBoard should show the restarted run once, not over a stub of the old one.
     """
-    for partial in (CHECKPOINT_DIR, TENSORBOARD_DIR):
-        shutil.rmtree(run_dir / partial, ignore_errors=True)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    for events in run_dir.glob(TENSORBOARD_FILES):
+        events.unlink()
