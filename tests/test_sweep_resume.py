@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, run_cli
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import TINY_RUN, console_script, run_cli, scalars, tensorboard_run
 
 pytestmark = pytest.mark.slow
 
@@ -98,8 +97,6 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
         f"Restoring states from the checkpoint path at {sweep / INTERRUPTED}/checkpoints/last.ckpt"
     )
     assert restored in result.stdout + result.stderr
-    events = EventAccumulator(str(sweep / INTERRUPTED / "tensorboard"))
-    events.Reload()
-    val_steps = [event.step for event in events.Scalars("val/elbo")]
+    val_steps = [step for step, _ in scalars(tensorboard_run(sweep / INTERRUPTED), "val/elbo")]
     assert val_steps == sorted(set(val_steps))
     assert len(val_steps) == EPOCHS

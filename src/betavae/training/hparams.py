@@ -50,7 +50,11 @@ _NOT_HPARAMS = (
 # expression, which cannot match a number, from there on: many numbers get an interval instead.
 _MAX_CHECKBOXES = 10
 _SWEEP_VALUES = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP)
-_TYPES = {bool: api_pb2.DATA_TYPE_BOOL, float: api_pb2.DATA_TYPE_FLOAT64, str: api_pb2.DATA_TYPE_STRING}
+_TYPES = {
+    bool: api_pb2.DATA_TYPE_BOOL,
+    float: api_pb2.DATA_TYPE_FLOAT64,
+    str: api_pb2.DATA_TYPE_STRING,
+}
 
 Value = bool | int | float | str
 
@@ -83,9 +87,7 @@ def sweep_of(run_dir: Path) -> Path | None:
 
 def hparam_values(config: dict[str, Any]) -> dict[str, Value]:
     """A flat config as hyper-parameter values; lists and null as typed on the command line."""
-    return {
-        key: _value(value) for key, value in config.items() if not key.startswith(_NOT_HPARAMS)
-    }
+    return {key: _value(value) for key, value in config.items() if not key.startswith(_NOT_HPARAMS)}
 
 
 def _value(value: Any) -> Value:
@@ -123,7 +125,7 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
         for key, value in hparam_values(job.config).items():
             values[key].append(value)
     hparams = [
-        _hparam_info(key, [*values[key], *planned.get(key, [])], everywhere=len(values[key]) == len(jobs))
+        _hparam_info(key, [*values[key], *planned.get(key, [])], len(values[key]) == len(jobs))
         for key in sorted(values)
     ]
     metrics = [
