@@ -51,7 +51,7 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
     built = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer),
         logger=instantiate(cfg.logger, save_dir=str(tmp_path)),
-        callbacks=build_callbacks(cfg.callbacks, tmp_path, cfg.trainer.enable_progress_bar, None),
+        callbacks=build_callbacks(cfg.callbacks, tmp_path, cfg.trainer.enable_progress_bar),
     )
     assert built.max_epochs == cfg.trainer.max_epochs
     assert Path(built.logger.log_dir) == tmp_path  # TensorBoard names the run by its directory

@@ -13,7 +13,7 @@ LAST_NAME = "last"
 
 
 def build_callbacks(
-    config: DictConfig, run_dir: Path, progress_bar: bool, log_every_n_steps: int | None
+    config: DictConfig, run_dir: Path, progress_bar: bool, log_every_n_steps: int | None = None
 ) -> list[Callback]:
     """The best checkpoint (by `val/elbo`) first, so `trainer.checkpoint_callback` is that one.
 
