@@ -211,7 +211,8 @@ def test_tensorboard_shows_each_job_by_name_with_curves_and_the_sweep_in_hparams
             group["name"]
         ]
         assert values["val/elbo"] == pytest.approx(metrics["val/elbo"], rel=1e-5)
-        assert values["test/elbo"] == pytest.approx(metrics["test/elbo"], rel=1e-5)
+        assert values["val/kl"] == pytest.approx(metrics["val/kl"], rel=1e-5)
+        assert set(values) == {info["name"]["tag"] for info in experiment["metricInfos"]}
 
 
 def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, monkeypatch, capsys):

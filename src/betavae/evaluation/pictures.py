@@ -49,7 +49,9 @@ def grid(images: Tensor, per_row: int, row_labels: Sequence[str] = ()) -> Tensor
 
 def _labelled(picture: Tensor, row_labels: Sequence[str], cell_height: int) -> Tensor:
     """`picture` with a column on its left holding each row's label, centred on the row."""
-    font = _font(max(12, cell_height // 4))
+    # TensorBoard fits a picture to a card about 400 pixels wide: text 0.4 of a row high keeps
+    # about 12 pixels there for a row of 10 cells.
+    font = _font(max(12, round(cell_height * 0.4)))
     margin = font.size // 2
     width = margin * 2 + math.ceil(max(font.getlength(label) for label in row_labels))
     pixels = (picture.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

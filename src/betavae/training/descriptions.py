@@ -15,7 +15,6 @@ _QUANTITIES = {
 _STAGES = {
     "train": "Training batches: the mean over the batches since the previous point.",
     "val": "The whole validation split, after each epoch.",
-    "test": "The whole test split, with the best checkpoint (lowest val/elbo), once at the end.",
 }
 # Tags with a description of their own: settings that change during training, and pictures.
 _FIXED = {
@@ -32,21 +31,16 @@ _FIXED = {
     "dimension.",
 }
 
-# The curves HPARAMS lists per run, first five shown: the final validation numbers, the best
-# checkpoint's test ELBO, then the rest.
+# The curves HPARAMS lists per run, with their last values; the first five are shown.
 HPARAMS_METRICS = (
     "val/elbo",
     "val/recon",
     "val/kl",
-    "test/elbo",
-    "train/elbo",
     "val/loss",
-    "test/recon",
-    "test/kl",
-    "test/loss",
-    "train/loss",
+    "train/elbo",
     "train/recon",
     "train/kl",
+    "train/loss",
 )
 
 

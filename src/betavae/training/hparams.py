@@ -37,12 +37,13 @@ from betavae.training.run_dir import METRICS_FILE
 
 # "tfevents" in the name is what makes TensorBoard read a file.
 HPARAMS_FILE = "events.out.tfevents.hparams"
-# Settings of how a run is carried out or watched, not of what it trains.
+# Settings of how a run is started, saved or watched, not of what it trains.
 _NOT_HPARAMS = (
     "resume",
+    "ckpt_path",
     "paths.",
     "logger.",
-    "callbacks.progress_bar.",
+    "callbacks.",
     "trainer.enable_progress_bar",
     "data.data_dir",
 )

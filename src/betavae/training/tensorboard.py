@@ -26,16 +26,15 @@ from betavae.training.descriptions import describe
 
 # Lightning adds the epoch to every logged dict; as a chart it only repeats the step axis.
 _NOT_LOGGED = ("epoch",)
-# CUSTOM SCALARS: one chart per quantity, training and validation curves and the test point
-# together (regular expressions over tags).
+# CUSTOM SCALARS: one chart per quantity, the training and validation curves together
+# (regular expressions over tags).
 _LAYOUT = {
-    "ELBO, reconstruction and KL: train, val and test together": [
-        ("negative ELBO (nats per example, lower is better)", r"^(train|val|test)/elbo$"),
-        ("reconstruction −log p(x|z) (nats per example)", r"^(train|val|test)/recon$"),
-        ("KL(q(z|x) ‖ p(z)) (nats per example)", r"^(train|val|test)/kl$"),
-        ("objective recon + β·KL (nats per example)", r"^(train|val|test)/loss$"),
+    "ELBO, reconstruction and KL: training and validation together": [
+        ("negative ELBO (nats per example, lower is better)", r"^(train|val)/elbo$"),
+        ("reconstruction −log p(x|z) (nats per example)", r"^(train|val)/recon$"),
+        ("KL(q(z|x) ‖ p(z)) (nats per example)", r"^(train|val)/kl$"),
+        ("objective recon + β·KL (nats per example)", r"^(train|val)/loss$"),
     ],
-    "Schedules": [("β", r"^train/beta$"), ("learning rate", r"^train/lr$")],
 }
 
 
