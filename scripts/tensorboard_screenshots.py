@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("logdir", type=Path, help="a run's or sweep's directory, or outputs/")
     parser.add_argument("out_dir", type=Path, help="where the PNG files go")
     parser.add_argument("--prefix", default="tensorboard", help="file name prefix")
-    parser.add_argument("--size", default="1600,1000", help="browser window, width,height")
+    parser.add_argument("--size", default="1600,1800", help="browser window, width,height")
     parser.add_argument("--views", nargs="+", default=VIEWS, choices=VIEWS)
     parser.add_argument("--wait", type=float, default=15, help="seconds a page may load")
     args = parser.parse_args()

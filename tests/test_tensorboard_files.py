@@ -32,12 +32,12 @@ def test_a_labelled_grid_puts_each_label_beside_its_row():
     labelled = grid(images, per_row=3, row_labels=labels)
 
     assert labels == ["z1  KL 2.25", "z0  KL 0.50"]
-    assert plain.shape == (3, 2 * 66 + 2, 3 * 66 + 2)
+    assert plain.shape == (3, 2 * 68 + 4, 3 * 68 + 4)
     assert labelled.shape[1] == plain.shape[1] and labelled.shape[2] > plain.shape[2]
     torch.testing.assert_close(labelled[:, :, -plain.shape[2] :], plain, atol=1 / 255, rtol=0)
     label_column = labelled[:, :, : labelled.shape[2] - plain.shape[2]]
     for row in range(2):  # dark text in each row's band of the label column
-        assert label_column[:, 2 + row * 66 : (row + 1) * 66].min() < 0.3
+        assert label_column[:, 4 + row * 68 : (row + 1) * 68].min() < 0.3
     with pytest.raises(ValueError, match="3 row labels for 2 rows"):
         grid(images, per_row=3, row_labels=["a", "b", "c"])
 

@@ -113,15 +113,14 @@ def test_pictures_are_logged_at_the_step_of_their_validation_and_after_the_last(
 
 def test_pictures_are_enlarged_separated_by_light_lines_and_labelled(trained):
     events = tensorboard_run(trained)
-    # 32-pixel sprites enlarged to 64, 2-pixel light grey lines around each, and a label column
+    # 32-pixel sprites enlarged to 64, 4-pixel light grey lines around each, and a label column
     # ("input", "reconstruction"; a traversal's "z<d>  KL <nats>") with dark text on the left.
-    grid_width = 8 * 66 + 2
     pairs = _picture(events, "val/reconstructions")
     traversal = _picture(events, "val/traversal")
 
-    assert pairs.shape[0] == 2 * 66 + 2
-    assert traversal.shape[0] == 4 * 66 + 2  # one row per latent dimension
-    for picture, cells in ((pairs, grid_width), (traversal, 10 * 66 + 2)):
+    assert pairs.shape[0] == 2 * 68 + 4
+    assert traversal.shape[0] == 4 * 68 + 4  # one row per latent dimension
+    for picture, cells in ((pairs, 8 * 68 + 4), (traversal, 10 * 68 + 4)):
         assert (picture[:, -1] == 204).all() and (picture[-1] == 204).all()  # separators
         labels = picture[:, : picture.shape[1] - cells]
         assert labels.shape[1] > 0 and labels.min() < 64 and np.median(labels) == 204

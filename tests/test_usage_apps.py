@@ -91,10 +91,10 @@ def test_training_logs_a_traversal_every_n_epochs(run_dir):
 
     assert len(traversals) == EPOCHS // 3
     # One row per latent dimension, 10 steps across, labels on the left; the 32-pixel sprites
-    # are enlarged to 64 and separated by 2-pixel lines.
+    # are enlarged to 64 and separated by 4-pixel lines.
     width, height, _ = traversals[-1].tensor_proto.string_val
-    assert int(height) == LATENT_DIM * 66 + 2
-    assert int(width) > 10 * 66 + 2
+    assert int(height) == LATENT_DIM * 68 + 4
+    assert int(width) > 10 * 68 + 4
 
 
 def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir):
@@ -123,12 +123,12 @@ def test_sample_writes_prior_traversal_and_interpolation_grids(run_dir, tmp_path
         name: Image.open(run_dir / "samples" / f"{name}.png").size
         for name in ("prior", "traversal", "interpolation")
     }
-    tile = 2 * IMAGE_SIZE + 2  # enlarged to 64 pixels, as in TensorBoard
-    label_width = sizes["traversal"][0] - (7 * tile + 2)
+    tile = 2 * IMAGE_SIZE + 4  # enlarged to 64 pixels, as in TensorBoard
+    label_width = sizes["traversal"][0] - (7 * tile + 4)
     assert sizes == {
-        "prior": (4 * tile + 2, 4 * tile + 2),
-        "traversal": (label_width + 7 * tile + 2, LATENT_DIM * tile + 2),
-        "interpolation": (7 * tile + 2, 3 * tile + 2),
+        "prior": (4 * tile + 4, 4 * tile + 4),
+        "traversal": (label_width + 7 * tile + 4, LATENT_DIM * tile + 4),
+        "interpolation": (7 * tile + 4, 3 * tile + 4),
     }
     assert label_width > 0  # each row labelled with its dimension and KL
     assert str(run_dir / "samples") in result.stdout

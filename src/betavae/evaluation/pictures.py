@@ -20,9 +20,10 @@ from torchvision.utils import make_grid
 from betavae.vae import VAE
 
 # Light grey lines between cells: visible on the black background of sprites and digits, where
-# make_grid's default black padding disappears.
+# make_grid's default black padding disappears; 4 pixels wide, so that they survive
+# TensorBoard's shrinking a picture to its card.
 SEPARATOR = 0.8
-SEPARATOR_PIXELS = 2
+SEPARATOR_PIXELS = 4
 # Images smaller than this are enlarged (nearest neighbour, so pixels stay sharp) to read at
 # TensorBoard's default size, where a 32-pixel sprite is a speck next to its label.
 MIN_CELL_PIXELS = 64

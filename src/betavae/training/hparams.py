@@ -41,6 +41,7 @@ HPARAMS_FILE = "events.out.tfevents.hparams"
 _NOT_HPARAMS = (
     "resume",
     "ckpt_path",
+    "optimized_metric",
     "paths.",
     "logger.",
     "callbacks.",
