@@ -33,7 +33,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from betavae.sweeps.jobs import HYDRA_CONFIG, Job, read_job, read_sweep
 from betavae.training.descriptions import HPARAMS_METRICS, describe
-from betavae.training.run_dir import METRICS_FILE
+from betavae.training.run_dir import CONFIG_FILE, METRICS_FILE
 
 # "tfevents" in the name is what makes TensorBoard read a file.
 HPARAMS_FILE = "events.out.tfevents.hparams"
@@ -99,9 +99,7 @@ def _value(value: Any) -> Value:
 
 
 def _session(job: Job) -> list[Summary]:
-    start = plugin_data_pb2.SessionStartInfo(
-        start_time_secs=(job.directory / HYDRA_CONFIG).stat().st_mtime
-    )
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=_started(job.directory))
     for key, value in hparam_values(job.config).items():
         proto = start.hparams[key]
         if isinstance(value, bool):
@@ -119,6 +117,12 @@ def _session(job: Job) -> list[Summary]:
         )
         summaries.append(_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
     return summaries
+
+
+def _started(run_dir: Path) -> float:
+    """When the run (or this attempt of it) was set up: Hydra's record, else its config.yaml."""
+    record = run_dir / HYDRA_CONFIG
+    return (record if record.is_file() else run_dir / CONFIG_FILE).stat().st_mtime
 
 
 def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
@@ -139,7 +143,7 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
     experiment = api_pb2.Experiment(
         hparam_infos=hparams,
         metric_infos=metrics,
-        time_created_secs=min((job.directory / HYDRA_CONFIG).stat().st_mtime for job in jobs),
+        time_created_secs=min(_started(job.directory) for job in jobs),
     )
     return _summary(metadata.EXPERIMENT_TAG, experiment=experiment)
 
