@@ -6,6 +6,11 @@ import sys
 import time
 from pathlib import Path
 
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.util.tensor_util import make_ndarray
+
+from betavae.training.hparams import HPARAMS_FILE
+
 # Small, fast settings for runs that only need to exercise the machinery.
 TINY_RUN = [
     "data.num_examples=600",
@@ -16,7 +21,6 @@ TINY_RUN = [
     "trainer.accelerator=cpu",
     "trainer.devices=1",
     "trainer.enable_progress_bar=false",
-    "trainer.log_every_n_steps=2",
 ]
 
 
@@ -39,9 +43,23 @@ def run_cli(
     )
 
 
-def event_file_pids(tensorboard_dir: Path) -> set[str]:
-    """The processes that wrote a TensorBoard dir (events.out.tfevents.<time>.<host>.<pid>.<n>)."""
-    return {path.name.split(".")[-2] for path in tensorboard_dir.glob("events.out.tfevents.*")}
+def event_file_pids(run_dir: Path) -> set[str]:
+    """The processes that wrote a run's curves (events.out.tfevents.<time>.<host>.<pid>.<n>)."""
+    files = run_dir.glob("events.out.tfevents.*")
+    return {path.name.split(".")[-2] for path in files if path.name != HPARAMS_FILE}
+
+
+def tensorboard_run(run_dir: Path) -> EventAccumulator:
+    """A run's TensorBoard data as TensorBoard's server reads it, nothing sampled away: scalars
+    and images as tensors, with the metadata (plugin, description) of each tag."""
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return events
+
+
+def scalars(events: EventAccumulator, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of each point of a scalar tag."""
+    return [(event.step, make_ndarray(event.tensor_proto).item()) for event in events.Tensors(tag)]
 
 
 # hydra/launcher=slurm on the local cluster's CPU-only node (tests' slurm_cluster fixture).

@@ -54,7 +54,7 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
         callbacks=build_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar),
     )
     assert built.max_epochs == cfg.trainer.max_epochs
-    assert Path(built.logger.log_dir) == tmp_path / "tensorboard"
+    assert Path(built.logger.log_dir) == tmp_path  # TensorBoard names the run by its directory
 
 
 @pytest.mark.parametrize(

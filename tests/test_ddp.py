@@ -22,7 +22,7 @@ TRAIN_EXAMPLES, BATCH = 480, 64
 def _assert_complete(run_dir: Path) -> dict:
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), (run_dir, name)
-    assert len(event_file_pids(run_dir / "tensorboard")) == 1  # rank 0 alone writes
+    assert len(event_file_pids(run_dir)) == 1  # rank 0 alone writes
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # Each of the 2 ranks steps through half the training set: the data really is split.
     steps_per_epoch = -(-TRAIN_EXAMPLES // (2 * BATCH))

@@ -38,7 +38,7 @@ def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
     jobs = _jobs(tmp_path / "sweep")
     # Each job ran in a worker process of its own, not one after the other in this process as
     # Hydra's basic launcher would run them.
-    pids = [event_file_pids(job / "tensorboard") for job in jobs]
+    pids = [event_file_pids(job) for job in jobs]
     assert [len(p) for p in pids] == [1, 1]
     assert len(pids[0] | pids[1]) == 2
     for job in jobs:

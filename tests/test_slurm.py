@@ -21,7 +21,7 @@ EPOCHS = 2
 def _complete_job(job_dir: Path) -> dict:
     for name in RUN_FILES:
         assert (job_dir / name).is_file(), (job_dir, name)
-    assert len(event_file_pids(job_dir / "tensorboard")) == 1
+    assert len(event_file_pids(job_dir)) == 1
     metrics = json.loads((job_dir / "metrics.json").read_text())
     assert metrics["epochs"] == EPOCHS
     return metrics

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, run_cli
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import TINY_RUN, console_script, run_cli, scalars, tensorboard_run
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 pytestmark = pytest.mark.slow
 
@@ -105,8 +105,15 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
         f"Restoring states from the checkpoint path at {sweep / INTERRUPTED}/checkpoints/last.ckpt"
     )
     assert restored in result.stdout + result.stderr
-    events = EventAccumulator(str(sweep / INTERRUPTED / "tensorboard"))
-    events.Reload()
-    val_steps = [event.step for event in events.Scalars("val/elbo")]
+    val_steps = [step for step, _ in scalars(tensorboard_run(sweep / INTERRUPTED), "val/elbo")]
     assert val_steps == sorted(set(val_steps))
     assert len(val_steps) == EPOCHS
+    # HPARAMS: the same experiment in every job, with every value of the sweep.
+    experiments = {
+        tensorboard_run(sweep / job).SummaryMetadata("_hparams_/experiment").plugin_data.content
+        for job in (FIRST, INTERRUPTED, NEVER_STARTED)
+    }
+    assert len(experiments) == 1
+    (experiment,) = (HParamsPluginData.FromString(content).experiment for content in experiments)
+    (beta,) = (info for info in experiment.hparam_infos if info.name == "model.beta")
+    assert list(beta.domain_discrete) == [1, 2, 4]

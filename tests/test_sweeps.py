@@ -2,14 +2,20 @@
 
 import csv
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, run_cli
-from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
-from tensorboard.plugins.hparams import plugin_data_pb2
+from helpers import TINY_RUN, console_script, run_cli, tensorboard_run
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from betavae.apps.report import main as report_main
 
@@ -62,26 +68,151 @@ def test_each_job_has_a_complete_run_directory_named_by_its_swept_values(sweep):
             "checkpoints/last.ckpt",
         ):
             assert (job / file).is_file(), (name, file)
-        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+        assert list(job.glob("events.out.tfevents.*"))
         assert f"latent_dim: {latent_dim}\n" in (job / "config.yaml").read_text()
         assert f"beta: {beta}\n" in (job / "config.yaml").read_text()
         assert _metrics(job)["epochs"] == 2
 
 
-def test_one_tensorboard_logdir_compares_every_job_in_hparams(sweep):
-    runs = EventMultiplexer().AddRunsFromDirectory(str(sweep))
-    runs.Reload()
+def _hparams(job_dir: Path) -> tuple[api_pb2.Experiment, plugin_data_pb2.SessionStartInfo]:
+    """The experiment and the session start of a job's HPARAMS entry."""
+    events = tensorboard_run(job_dir)
+    data = [
+        plugin_data_pb2.HParamsPluginData.FromString(
+            events.SummaryMetadata(tag).plugin_data.content
+        )
+        for tag in ("_hparams_/experiment", "_hparams_/session_start_info")
+    ]
+    return data[0].experiment, data[1].session_start_info
 
-    assert sorted(runs.Runs()) == sorted(f"{name}/tensorboard" for name in JOBS)
+
+def test_every_job_holds_the_same_experiment_of_the_whole_sweep(sweep):
+    entries = {name: _hparams(sweep / name) for name in JOBS}
+
+    experiments = {experiment.SerializeToString() for experiment, _ in entries.values()}
+    assert len(experiments) == 1  # whichever job TensorBoard reads first, the same columns
     for name, (latent_dim, beta) in JOBS.items():
-        events = runs.GetAccumulator(f"{name}/tensorboard")
-        start = plugin_data_pb2.HParamsPluginData.FromString(
-            events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
-        ).session_start_info
-        assert start.hparams["model/latent_dim"].number_value == latent_dim
-        assert start.hparams["model/beta"].number_value == beta
-        best = _metrics(sweep / name)["best_val_elbo"]
-        assert events.Scalars("hp/val_elbo")[-1].value == pytest.approx(best)
+        hparams = entries[name][1].hparams
+        assert hparams["model.latent_dim"].number_value == latent_dim
+        assert hparams["model.beta"].number_value == beta
+
+
+def test_a_resumed_job_shows_its_new_settings_in_every_copy_of_the_experiment(
+    sweep, tmp_path, data_dir
+):
+    copy = shutil.copytree(sweep, tmp_path / "sweep")
+    # Renamed: `resume=` cannot take a path with the '=' and ',' of a job's name yet.
+    resumed = (copy / next(iter(JOBS))).rename(copy / "resumed")
+
+    result = run_cli([f"resume={resumed}", "trainer.max_epochs=3"], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    for job in (p for p in copy.iterdir() if p.is_dir()):
+        experiment, session = _hparams(job)
+        (epochs,) = (h for h in experiment.hparam_infos if h.name == "trainer.max_epochs")
+        assert list(epochs.domain_discrete) == [2, 3]
+        assert epochs.differs
+        session_epochs = session.hparams["trainer.max_epochs"].number_value
+        assert session_epochs == (3 if job == resumed else 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def tensorboard(sweep: Path, tmp_path: Path) -> Iterator[str]:
+    """A real `tensorboard --logdir <sweep>` (default, fast loading), stopped by its PID (with
+    the data server it starts, in its process group); yields its URL once it has loaded."""
+    url = f"http://127.0.0.1:{_free_port()}"
+    command = [console_script("tensorboard"), "--logdir", str(sweep), "--host", "127.0.0.1"]
+    with (tmp_path / "tensorboard.log").open("w") as log:
+        server = subprocess.Popen(
+            [*command, "--port", url.rsplit(":", 1)[1]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if len(_get(f"{url}/data/runs")) == len(JOBS):
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "tensorboard.log").read_text()
+            assert time.monotonic() < deadline, "TensorBoard did not load the sweep in 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_tensorboard_shows_each_job_by_name_with_curves_and_the_sweep_in_hparams(
+    sweep, tensorboard
+):
+    runs = _get(f"{tensorboard}/data/runs")
+    tags = _get(f"{tensorboard}/data/plugin/scalars/tags")
+    experiment = _get(f"{tensorboard}/data/plugin/hparams/experiment", {"experimentName": ""})
+    hparams = experiment["hparamInfos"]
+    by_name = {info["name"]: info for info in hparams}
+    # Filters as TensorBoard's HPARAMS tab sets them: every value of each domain ticked.
+    columns = [
+        {"hparam": info["name"], "filterDiscrete": info["domainDiscrete"]}
+        for info in hparams
+        if "domainDiscrete" in info
+    ]
+    columns += [
+        {"metric": info["name"], "includeInResult": True} for info in experiment["metricInfos"]
+    ]
+    groups = _get(
+        f"{tensorboard}/data/plugin/hparams/session_groups",
+        {
+            "experimentName": "",
+            "allowedStatuses": [api_pb2.Status.Name(status) for status in api_pb2.Status.values()],
+            "colParams": columns,
+            "startIndex": 0,
+            "sliceSize": 100,
+        },
+    )["sessionGroups"]
+
+    assert sorted(runs) == sorted(JOBS)
+    for name in JOBS:
+        train = {tag: info for tag, info in tags[name].items() if tag.startswith("train/")}
+        assert set(train) >= {"train/loss", "train/elbo", "train/recon", "train/kl"}
+        assert all(info["description"] for info in tags[name].values())
+        assert "epoch" not in tags[name]
+        points = _get(f"{tensorboard}/data/plugin/scalars/scalars?run={name}&tag=train/elbo")
+        assert len(points) == _metrics(sweep / name)["global_step"]
+    # The swept keys first, their values as domains; every other setting listed, not differing.
+    assert [info["name"] for info in hparams[:2]] == ["model.beta", "model.latent_dim"]
+    assert by_name["model.latent_dim"]["domainDiscrete"] == [2, 4]
+    assert by_name["model.beta"]["domainDiscrete"] == [1, 4]
+    assert not any(info["differs"] for info in hparams[2:])
+    assert by_name["model.learn_gaussian_std"]["type"] == "DATA_TYPE_BOOL"
+    assert {"data.num_examples", "trainer.max_epochs", "seed"} <= set(by_name)
+    assert experiment["metricInfos"][0]["name"]["tag"] == "val/elbo"
+    assert sorted(group["name"] for group in groups) == sorted(JOBS)
+    for group in groups:
+        metrics = _metrics(sweep / group["name"])
+        values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        assert (group["hparams"]["model.latent_dim"], group["hparams"]["model.beta"]) == JOBS[
+            group["name"]
+        ]
+        assert values["val/elbo"] == pytest.approx(metrics["val/elbo"], rel=1e-5)
+        assert values["val/kl"] == pytest.approx(metrics["val/kl"], rel=1e-5)
+        assert set(values) == {info["name"]["tag"] for info in experiment["metricInfos"]}
 
 
 def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, monkeypatch, capsys):

@@ -1,14 +1,17 @@
 """Real short trainings through `betavae-train`: files, TensorBoard, checkpoints, resume."""
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from helpers import TINY_RUN, run_cli
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from helpers import TINY_RUN, run_cli, scalars, tensorboard_run
+from PIL import Image
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from betavae.training.module import VAEModule
 
@@ -23,10 +26,17 @@ def _single_run_dir(cwd: Path) -> Path:
     return runs[0]
 
 
-def _events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
-    accumulator.Reload()
-    return accumulator
+def _session(events: EventAccumulator) -> plugin_data_pb2.SessionStartInfo:
+    content = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+
+
+def _picture(events: EventAccumulator, tag: str) -> np.ndarray:
+    """The last picture of an image tag, as (H, W, 3) pixels."""
+    width, height, png = events.Tensors(tag)[-1].tensor_proto.string_val
+    pixels = np.asarray(Image.open(io.BytesIO(png)))
+    assert pixels.shape == (int(height), int(width), 3)
+    return pixels
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -45,7 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
 def test_a_run_writes_its_files_into_its_own_directory(trained):
     for name in ("config.yaml", "metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
         assert (trained / name).is_file(), name
-    assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+    assert list(trained.glob("events.out.tfevents.*"))  # TensorBoard names the run by its directory
     assert sorted(p.name for p in trained.parent.parent.parent.iterdir()) == ["outputs"]
 
 
@@ -61,48 +71,80 @@ def test_metrics_json_reports_final_val_and_test_metrics(trained):
     assert metrics["best_val_elbo"] <= metrics["val/elbo"]
 
 
-def test_training_lowers_val_elbo_and_logs_every_scalar(trained):
-    events = _events(trained)
-    scalars = set(events.Tags()["scalars"])
-    val_elbo = [e.value for e in events.Scalars("val/elbo")]
+def test_training_lowers_val_elbo_and_logs_every_scalar_with_its_description(trained):
+    events = tensorboard_run(trained)
+    metrics = _metrics(trained)
+    tags = set(events.Tags()["tensors"])
+    val_elbo = [value for _, value in scalars(events, "val/elbo")]
 
-    expected = {f"{s}/{m}" for s in ("val", "test") for m in ("loss", "recon", "kl", "elbo")}
-    expected |= {"train/loss", "train/recon", "train/kl", "train/beta"}
-    assert expected <= scalars
-    # TINY_RUN logs every 2 steps: one point per 2 training batches, their mean.
-    logged_steps = [e.step for e in events.Scalars("train/loss")]
-    assert logged_steps == list(range(1, _metrics(trained)["global_step"], 2))
+    expected = {f"{s}/{m}" for s in ("train", "val") for m in ("loss", "recon", "kl", "elbo")}
+    assert expected <= tags
+    # Not as curves: the epoch, the constant β and learning rate, the test split's one point.
+    assert not {"epoch", "train/beta", "train/lr"} & tags
+    assert not any(tag.startswith("test/") for tag in tags)
+    for tag in expected:
+        assert events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
+        assert "." in events.SummaryMetadata(tag).summary_description, tag
+    # TINY_RUN has 8 training batches per epoch and leaves log_every_n_steps unset: a point
+    # after every batch, each the mean since the previous one.
+    assert [step for step, _ in scalars(events, "train/loss")] == list(
+        range(metrics["global_step"])
+    )
+    train = {m: [v for _, v in scalars(events, f"train/{m}")] for m in ("elbo", "recon", "kl")}
+    assert train["elbo"] == pytest.approx(
+        [r + k for r, k in zip(train["recon"], train["kl"], strict=True)]
+    )
     assert len(val_elbo) == EPOCHS
     assert val_elbo[-1] < val_elbo[0] - 10
-    assert val_elbo[-1] == pytest.approx(_metrics(trained)["val/elbo"], rel=1e-5)
+    assert val_elbo[-1] == pytest.approx(metrics["val/elbo"], rel=1e-5)
 
 
-def test_reconstruction_and_sample_grids_are_logged_every_epoch(trained):
-    events = _events(trained)
+def test_pictures_are_logged_at_the_step_of_their_validation_and_after_the_last(trained):
+    events = tensorboard_run(trained)
+    val_steps = [step for step, _ in scalars(events, "val/elbo")]
 
     for tag in ("val/reconstructions", "val/samples"):
-        images = events.Images(tag)
-        assert len(images) == EPOCHS
-        assert images[-1].encoded_image_string.startswith(b"\x89PNG")
-    pairs = events.Images("val/reconstructions")[-1]
-    assert pairs.width > pairs.height  # inputs above reconstructions, 8 per row
+        assert [event.step for event in events.Tensors(tag)] == val_steps
+        assert events.SummaryMetadata(tag).plugin_data.plugin_name == "images"
+        assert events.SummaryMetadata(tag).summary_description
+    # Traversals every 5 epochs by default, and after the last epoch of any run.
+    assert [event.step for event in events.Tensors("val/traversal")] == val_steps[-1:]
 
 
-def test_hparams_tab_holds_the_run_hyperparameters_with_real_final_metrics(trained):
-    events = _events(trained)
-    start = plugin_data_pb2.HParamsPluginData.FromString(
-        events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
-    ).session_start_info
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(
-        events.SummaryMetadata("_hparams_/experiment").plugin_data.content
-    ).experiment
-    metrics = _metrics(trained)
+def test_pictures_are_enlarged_separated_by_light_lines_and_labelled(trained):
+    events = tensorboard_run(trained)
+    # 32-pixel sprites enlarged to 64, 4-pixel light grey lines around each, and a label column
+    # ("input", "reconstruction"; a traversal's "z<d>  KL <nats>") with dark text on the left.
+    pairs = _picture(events, "val/reconstructions")
+    traversal = _picture(events, "val/traversal")
 
-    assert start.hparams["model/latent_dim"].number_value == 4
-    assert start.hparams["model/network"].string_value == "mlp"
-    assert {m.name.tag for m in experiment.metric_infos} == {"hp/val_elbo", "hp/test_elbo"}
-    assert events.Scalars("hp/val_elbo")[-1].value == pytest.approx(metrics["best_val_elbo"])
-    assert events.Scalars("hp/test_elbo")[-1].value == pytest.approx(metrics["test/elbo"])
+    assert pairs.shape[0] == 2 * 68 + 4
+    assert traversal.shape[0] == 4 * 68 + 4  # one row per latent dimension
+    for picture, cells in ((pairs, 8 * 68 + 4), (traversal, 10 * 68 + 4)):
+        assert (picture[:, -1] == 204).all() and (picture[-1] == 204).all()  # separators
+        labels = picture[:, : picture.shape[1] - cells]
+        assert labels.shape[1] > 0 and labels.min() < 64 and np.median(labels) == 204
+
+
+def test_hparams_entry_holds_the_run_config_with_its_types_and_status(trained):
+    events = tensorboard_run(trained)
+    hparams = _session(events).hparams
+    end = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/session_end_info").plugin_data.content
+    ).session_end_info
+
+    assert hparams["model.latent_dim"].number_value == 4
+    assert hparams["model.network"].string_value == "mlp"
+    assert hparams["model.learn_gaussian_std"].WhichOneof("kind") == "bool_value"
+    assert hparams["model.hidden_dims"].string_value == "[64]"
+    assert hparams["data.num_examples"].number_value == 600
+    assert hparams["trainer.max_epochs"].number_value == EPOCHS
+    assert hparams["trainer.gradient_clip_val"].string_value == "null"
+    assert not any(key.startswith(("paths.", "logger.", "callbacks.", "resume")) for key in hparams)
+    assert end.status == api_pb2.STATUS_SUCCESS
+    # A single run leaves the columns to TensorBoard, which derives them from every run's
+    # session under --logdir (a sweep writes its own, tests/test_sweeps.py).
+    assert "_hparams_/experiment" not in events.Tags()["tensors"]
 
 
 def test_checkpoint_loads_with_plain_lightning_under_weights_only_defaults(trained):
@@ -122,7 +164,7 @@ def test_resume_continues_the_run_in_place(tmp_path, data_dir):
     assert first.returncode == 0, first.stderr
     run_dir = _single_run_dir(tmp_path)
     before = _metrics(run_dir)
-    event_files = set((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    event_files = set(run_dir.glob("events.out.tfevents.*"))
 
     result = run_cli([f"resume={run_dir}", "trainer.max_epochs=3"], cwd=tmp_path, data_dir=data_dir)
 
@@ -132,10 +174,12 @@ def test_resume_continues_the_run_in_place(tmp_path, data_dir):
     assert after["global_step"] == before["global_step"] // 2 * 3
     assert _single_run_dir(tmp_path) == run_dir
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert set((run_dir / "tensorboard").glob("events.out.tfevents.*")) > event_files
-    val_steps = [e.step for e in _events(run_dir).Scalars("val/elbo")]
+    assert set(run_dir.glob("events.out.tfevents.*")) > event_files  # the same run, continued
+    events = tensorboard_run(run_dir)
+    val_steps = [step for step, _ in scalars(events, "val/elbo")]
     assert len(val_steps) == 3
     assert val_steps == sorted(val_steps)
+    assert _session(events).hparams["trainer.max_epochs"].number_value == 3
     # Adam's per-parameter step count continued from the checkpoint, not from zero.
     last = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)
     assert last["optimizer_states"][0]["state"][0]["step"] == after["global_step"]
@@ -150,8 +194,9 @@ def test_resume_refuses_other_changes_and_leaves_the_run_untouched(trained, tmp_
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "betavae-train: error: model.beta=4: a resumed run keeps its config, only "
-        "trainer.max_epochs may be raised; to change it, start a new run with "
-        f"ckpt_path={run_dir / 'checkpoints/last.ckpt'}"
+        "trainer.max_epochs may be raised; to change it, start a new run from its checkpoint: "
+        "betavae-train ckpt_path=run/checkpoints/last.ckpt model.beta=4 "
+        f"trainer.max_epochs={2 * EPOCHS}"
     ]
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
 

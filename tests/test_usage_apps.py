@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, tensorboard_run
 from omegaconf import OmegaConf
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from betavae.data.base import class_labels
 from betavae.errors import UserError
@@ -89,14 +88,14 @@ def _use(command: str, args: list[str], cwd: Path, data_dir: Path):
 
 
 def test_training_logs_a_traversal_every_n_epochs(run_dir):
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
-    events.Reload()
-
-    traversals = events.Images("val/traversal")
+    traversals = tensorboard_run(run_dir).Tensors("val/traversal")
 
     assert len(traversals) == EPOCHS // 3
-    # One row per latent dimension, 10 steps across; make_grid pads each 32-pixel image by 2.
-    assert (traversals[-1].width, traversals[-1].height) == (10 * 34 + 2, LATENT_DIM * 34 + 2)
+    # One row per latent dimension, 10 steps across, labels on the left; the 32-pixel sprites
+    # are enlarged to 64 and separated by 4-pixel lines.
+    width, height, _ = traversals[-1].tensor_proto.string_val
+    assert int(height) == LATENT_DIM * 68 + 4
+    assert int(width) > 10 * 68 + 4
 
 
 def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir):
@@ -127,12 +126,14 @@ def test_sample_writes_prior_traversal_and_interpolation_grids(run_dir, tmp_path
         "interpolation": "interpolation-steps=7-pairs=3.png",
     }
     sizes = {kind: Image.open(run_dir / "samples" / name).size for kind, name in files.items()}
-    tile = IMAGE_SIZE + 2
+    tile = 2 * IMAGE_SIZE + 4  # enlarged to 64 pixels, as in TensorBoard
+    label_width = sizes["traversal"][0] - (7 * tile + 4)
     assert sizes == {
-        "prior": (4 * tile + 2, 4 * tile + 2),
-        "traversal": (7 * tile + 2, LATENT_DIM * tile + 2),
-        "interpolation": (7 * tile + 2, 3 * tile + 2),
+        "prior": (4 * tile + 4, 4 * tile + 4),
+        "traversal": (label_width + 7 * tile + 4, LATENT_DIM * tile + 4),
+        "interpolation": (7 * tile + 4, 3 * tile + 4),
     }
+    assert label_width > 0  # each row labelled with its dimension and KL
     assert str(run_dir / "samples") in result.stdout
 
 

@@ -10,7 +10,7 @@ from torchvision.utils import save_image
 from betavae.apps.usage import open_run, require_new_results, variant
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
-from betavae.evaluation.pictures import interpolation, traversal
+from betavae.evaluation.pictures import grid, interpolation, traversal, traversal_labels
 from betavae.user_paths import shown_path
 
 
@@ -27,16 +27,18 @@ def sample(cfg: DictConfig) -> list[Path]:
     datamodule = run.datamodule(cfg.data)
     vae = run.vae
     device = next(vae.parameters()).device
-    grids: dict[str, tuple[torch.Tensor, int]] = {}
+    grids: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         prior = vae.sample(cfg.n, torch.Generator(device).manual_seed(cfg.seed))
-    grids["prior"] = (prior.float(), math.ceil(math.sqrt(cfg.n)))
+    grids["prior"] = grid(prior, math.ceil(math.sqrt(cfg.n)))
     if cfg.traverse or cfg.interpolate:
         results = run_split(vae, datamodule.split_dataloader("test"))
         mu = results.mu.to(device)
         if cfg.traverse:
-            order = results.kl.mean(0).argsort(descending=True)
-            grids["traversal"] = (traversal(vae, mu[0], order, cfg.span, cfg.steps), cfg.steps)
+            kl = results.kl.mean(0)
+            order = kl.argsort(descending=True)
+            rows = traversal(vae, mu[0], order, cfg.span, cfg.steps)
+            grids["traversal"] = grid(rows, cfg.steps, traversal_labels(order, kl))
         if cfg.interpolate:
             if len(mu) < 2 * cfg.pairs:
                 raise UserError(
@@ -45,12 +47,12 @@ def sample(cfg: DictConfig) -> list[Path]:
                 )
             pairs = mu[: 2 * cfg.pairs].view(cfg.pairs, 2, -1)
             lines = interpolation(vae, pairs[:, 0], pairs[:, 1], cfg.steps)
-            grids["interpolation"] = (lines, cfg.steps)
+            grids["interpolation"] = grid(lines, cfg.steps)
     out_dir.mkdir(exist_ok=True)
     paths = []
-    for kind, (images, per_row) in grids.items():
+    for kind, picture in grids.items():
         path = out_dir / names[kind]
-        save_image(images.clamp(0, 1).cpu(), path, nrow=per_row, pad_value=0.5)
+        save_image(picture, path)
         paths.append(path)
     print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths)}")
     return paths

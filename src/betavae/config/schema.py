@@ -191,7 +191,7 @@ class TrainerConfig(_Checked):
     precision: str = "32-true"
     max_epochs: int = 10
     gradient_clip_val: float | None = None
-    log_every_n_steps: int = 50
+    log_every_n_steps: int | None = None
     check_val_every_n_epoch: int = 1
     limit_train_batches: Any = None
     limit_val_batches: Any = None
@@ -200,7 +200,9 @@ class TrainerConfig(_Checked):
     enable_progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        self._require_counts("max_epochs", "num_nodes", "log_every_n_steps")
+        self._require_counts("max_epochs", "num_nodes")
+        steps = self.log_every_n_steps
+        self._require(steps is None or steps >= 1, "log_every_n_steps", "null or an integer >= 1")
         self._require_counts("check_val_every_n_epoch")
         self._require(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
         accelerators = ", ".join(ACCELERATORS)

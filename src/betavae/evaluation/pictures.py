@@ -1,13 +1,83 @@
 """Images made from the latent space: traversals and interpolations (and the scatter in plots).
 
 These return image tensors, so the same grids can be written to PNG files by the apps and to
-TensorBoard by a training callback.
+TensorBoard by a training callback; `grid` lays them out the same way for both.
 """
 
+import math
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import matplotlib
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+from torchvision.utils import make_grid
 
 from betavae.vae import VAE
+
+# Light grey lines between cells: visible on the black background of sprites and digits, where
+# make_grid's default black padding disappears; 4 pixels wide, so that they survive
+# TensorBoard's shrinking a picture to its card.
+SEPARATOR = 0.8
+SEPARATOR_PIXELS = 4
+# Images smaller than this are enlarged (nearest neighbour, so pixels stay sharp) to read at
+# TensorBoard's default size, where a 32-pixel sprite is a speck next to its label.
+MIN_CELL_PIXELS = 64
+# matplotlib's own copy of DejaVu Sans: always installed with it, so labels need no system font.
+_FONT_FILE = Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"
+
+
+def grid(images: Tensor, per_row: int, row_labels: Sequence[str] = ()) -> Tensor:
+    """(3, H, W) picture in [0, 1]: `images` (N, C, H, W) in rows of `per_row` cells with light
+    lines between them; with `row_labels` (one per row) each row starts with its label.
+    """
+    cells = images.detach().float().clamp(0, 1).cpu()
+    scale = math.ceil(MIN_CELL_PIXELS / max(cells.shape[-2:]))
+    if scale > 1:
+        cells = F.interpolate(cells, scale_factor=scale, mode="nearest")
+    picture = make_grid(cells, nrow=per_row, padding=SEPARATOR_PIXELS, pad_value=SEPARATOR)
+    if not row_labels:
+        return picture
+    rows = math.ceil(len(cells) / per_row)
+    if len(row_labels) != rows:
+        raise ValueError(f"{len(row_labels)} row labels for {rows} rows")
+    return _labelled(picture, row_labels, cell_height=cells.shape[-2])
+
+
+def _labelled(picture: Tensor, row_labels: Sequence[str], cell_height: int) -> Tensor:
+    """`picture` with a column on its left holding each row's label, centred on the row."""
+    # TensorBoard fits a picture to a card about 400 pixels wide: text 0.4 of a row high keeps
+    # about 12 pixels there for a row of 10 cells.
+    font = _font(max(12, round(cell_height * 0.4)))
+    margin = font.size // 2
+    width = margin * 2 + math.ceil(max(font.getlength(label) for label in row_labels))
+    pixels = (picture.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    canvas = Image.new("RGB", (width + pixels.shape[1], pixels.shape[0]), _grey(SEPARATOR))
+    canvas.paste(Image.fromarray(pixels), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for row, label in enumerate(row_labels):
+        middle = SEPARATOR_PIXELS + row * (cell_height + SEPARATOR_PIXELS) + cell_height / 2
+        draw.text((margin, middle), label, fill=(0, 0, 0), font=font, anchor="lm")
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
+
+
+def _grey(level: float) -> tuple[int, int, int]:
+    value = round(level * 255)
+    return (value, value, value)
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(_FONT_FILE), size)
+
+
+def traversal_labels(order: Tensor, kl_per_dim: Tensor) -> list[str]:
+    """Row labels of a traversal in `order`: the dimension and its KL (nats per example)."""
+    return [f"z{d}  KL {kl_per_dim[d]:.2f}" for d in order.tolist()]
 
 
 @torch.no_grad()

@@ -59,17 +59,18 @@ def read_sweep(sweep_dir: Path) -> list[Job]:
         raise UserError(
             f"{sweep_dir}: no such directory; pass a sweep directory, e.g. multirun/<date>/<time>"
         )
-    jobs = [
-        Job(path, _config(path), read_metrics(path) if run_status(path) else None)
-        for path in sweep_dir.iterdir()
-        if (path / HYDRA_CONFIG).is_file()
-    ]
+    jobs = [read_job(path) for path in sweep_dir.iterdir() if (path / HYDRA_CONFIG).is_file()]
     if not jobs:
         raise UserError(
             f"{sweep_dir}: not a sweep directory (no job directories with {HYDRA_CONFIG}); "
             "pass the directory betavae-train -m made, e.g. multirun/<date>/<time>"
         )
     return sorted(jobs, key=lambda job: (job.number, job.directory.name))
+
+
+def read_job(run_dir: Path) -> Job:
+    """One run directory (a sweep's job or a single run) as its config and final metrics."""
+    return Job(run_dir, _config(run_dir), read_metrics(run_dir) if run_status(run_dir) else None)
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:

@@ -22,11 +22,11 @@ from betavae.training.checkpoint_io import AtomicCheckpointIO
 from betavae.training.checkpointing import RunCheckpoints
 from betavae.training.checkpoints import check_checkpoint_fits, newest_readable_checkpoint
 from betavae.training.divergence import Diverged
+from betavae.training.hparams import record_hparams, sweep_of
 from betavae.training.module import VAEModule
 from betavae.training.results import (
     diverged_metrics,
     final_metrics,
-    log_hparams,
     run_description,
     stage_metrics,
     summary,
@@ -48,6 +48,7 @@ from betavae.training.run_dir import (
 )
 from betavae.training.signals import STOP_REQUESTS
 from betavae.training.stopping import GracefulStop
+from betavae.training.tensorboard import tensorboard_logdir
 from betavae.training.trainer_setup import build_trainer, check_devices
 from betavae.user_paths import user_path
 
@@ -75,7 +76,9 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         cfg.trainer,
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
         callbacks=[
-            *build_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar),
+            *build_callbacks(
+                cfg.callbacks, cfg.trainer.enable_progress_bar, cfg.trainer.log_every_n_steps
+            ),
             GracefulStop(STOP_REQUESTS, checkpoints),
             checkpoints,
         ],
@@ -88,25 +91,29 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         _stop_per_step_cuda_probes()
     if trainer.is_global_zero:
         print(run_description(trainer, cfg, module, datamodule, run_dir))
+        record_hparams(run_dir)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
     except Diverged as diverged:
-        return _report(trainer, run_dir, diverged_metrics(trainer, checkpoints, diverged))
+        return _report(trainer, run_dir, root, diverged_metrics(trainer, checkpoints, diverged))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoints.best_path, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     metrics = final_metrics(trainer, checkpoints, test)
-    log_hparams(trainer, cfg, metrics)
-    return _report(trainer, run_dir, metrics)
+    return _report(trainer, run_dir, root, metrics)
 
 
-def _report(trainer: pl.Trainer, run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Write metrics.json, the run's last file, and show the summary of a finished run."""
+def _report(
+    trainer: pl.Trainer, run_dir: Path, root: Path, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Write metrics.json, the run's last file, its HPARAMS session's end, and show the
+    summary of a finished run."""
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
+        record_hparams(run_dir)
         if not _diverged(metrics):
-            print(summary(run_dir, metrics))
+            print(summary(run_dir, metrics, tensorboard_logdir(run_dir, root, sweep_of(run_dir))))
     return metrics
 
 

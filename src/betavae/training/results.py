@@ -1,18 +1,16 @@
-"""What a run reports: what it trains, and at the end metrics.json, TensorBoard's HPARAMS
-entry and a console summary."""
+"""What a run reports: what it trains, and at the end metrics.json and a console summary."""
 
 import math
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from betavae.commands import override, shell_word
 from betavae.training.checkpointing import RunCheckpoints
 from betavae.training.divergence import Diverged
-from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE, TENSORBOARD_DIR
+from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE
 from betavae.user_paths import shown_path
 
 _STAGE_METRICS = ("elbo", "recon", "kl", "loss")
@@ -60,23 +58,6 @@ def diverged_metrics(
     }
 
 
-def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """One HPARAMS entry per run, written at the end so it holds real metrics, not -1."""
-    hparams = {
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "data": {
-            "name": cfg.data._target_.rsplit(".", 1)[-1].removesuffix("DataModule"),
-            "batch_size": cfg.data.batch_size,
-        },
-        "trainer": {"precision": cfg.trainer.precision, "max_epochs": cfg.trainer.max_epochs},
-        "seed": cfg.seed,
-    }
-    hp_metrics = {"hp/val_elbo": metrics["best_val_elbo"], "hp/test_elbo": metrics["test/elbo"]}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, metrics=hp_metrics)
-
-
 def run_description(
     trainer: pl.Trainer,
     cfg: DictConfig,
@@ -100,7 +81,7 @@ def run_description(
     )
 
 
-def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
+def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) -> str:
     """The few lines a user reads at the end: how good the model is, and where things went."""
     rows = [
         ("val (last epoch)", "val"),
@@ -115,12 +96,11 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
     for label, stage in rows:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
-    tensorboard = run_dir / TENSORBOARD_DIR
     lines += [
         f"Run directory:   {shown_path(run_dir)}",
         f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
         f"Metrics:         {shown_path(run_dir / METRICS_FILE)}",
-        f"TensorBoard:     tensorboard --logdir {shell_word(shown_path(tensorboard))}",
+        f"TensorBoard:     tensorboard --logdir {shell_word(shown_path(tensorboard_logdir))}",
         f"Train it longer: betavae-train {override('resume', shown_path(run_dir))} "
         f"trainer.max_epochs={2 * epochs}",
     ]

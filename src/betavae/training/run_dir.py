@@ -22,7 +22,8 @@ from betavae.user_paths import shown_path, user_path
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
-TENSORBOARD_DIR = "tensorboard"
+# TensorBoard's files, in the run directory itself (betavae.training.tensorboard).
+TENSORBOARD_FILES = "events.out.tfevents.*"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
 
 # `resume=auto`: continue whatever this job's directory holds (used to rerun a sweep).
@@ -91,14 +92,17 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
     otherwise nothing changes and the command succeeds. A diverged run is final.
     """
     require_run_dir(run_dir, "resume")
+    saved = OmegaConf.load(run_dir / CONFIG_FILE).trainer.max_epochs
     for key, value in given.items():
         if key not in _RESUME_MAY_CHANGE:
+            # A new run counts on from the checkpoint's epochs: give a finished one more.
+            epochs = saved if run_status(run_dir) is None else 2 * saved
             raise UserError(
                 f"{key}={value}: a resumed run keeps its config, only trainer.max_epochs may be "
                 "raised; to change it, start a new run from its checkpoint: betavae-train "
-                f"{override('ckpt_path', shown_path(run_dir / LAST_CHECKPOINT))} {key}={value}"
+                f"{override('ckpt_path', shown_path(run_dir / LAST_CHECKPOINT))} {key}={value} "
+                f"trainer.max_epochs={epochs}"
             )
-    saved = OmegaConf.load(run_dir / CONFIG_FILE).trainer.max_epochs
     raised = given.get("trainer.max_epochs")
     if raised is not None and raised.isdigit() and int(raised) < saved:
         raise UserError(
@@ -112,15 +116,16 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
         start = f"{override('ckpt_path', shown_path(best))} " if best else ""
         lower = OmegaConf.load(run_dir / CONFIG_FILE).model.lr / 10
         return (
-            f"resume={run_dir}: the run diverged at step {metrics['diverged_at_step']} and is "
-            f"final; start a new run with a lower learning rate, e.g. betavae-train "
+            f"resume={shown_path(run_dir)}: the run diverged at step "
+            f"{metrics['diverged_at_step']} and is final; start a new run with a lower learning "
+            "rate, e.g. betavae-train "
             f"{start}model.lr={lower:g}",
             2,
         )
     if status == FINISHED and (raised is None or not raised.isdigit() or int(raised) == saved):
         return (
-            f"{run_dir} is finished (trainer.max_epochs={saved}); nothing to do. To train it "
-            f"longer: betavae-train {override('resume', shown_path(run_dir))} "
+            f"{shown_path(run_dir)} is finished (trainer.max_epochs={saved}); nothing to do. To "
+            f"train it longer: betavae-train {override('resume', shown_path(run_dir))} "
             f"trainer.max_epochs={2 * saved}",
             0,
         )
@@ -205,5 +210,6 @@ def clear_unfinished_attempt(run_dir: Path) -> None:
     """Drop what an attempt wrote before its first checkpoint: nothing there can be continued,
     and TensorBoard should show the restarted run once, not over a stub of the old one.
     """
-    for partial in (CHECKPOINT_DIR, TENSORBOARD_DIR):
-        shutil.rmtree(run_dir / partial, ignore_errors=True)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    for events in run_dir.glob(TENSORBOARD_FILES):
+        events.unlink()

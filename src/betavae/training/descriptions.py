@@ -1,0 +1,54 @@
+"""What each TensorBoard tag of a run means, in one line: TensorBoard shows it on the tag's card.
+
+Losses are nats per example (summed over pixels and latent dimensions, averaged over examples).
+"""
+
+_QUANTITIES = {
+    "elbo": "Negative ELBO at β = 1 (recon + KL), nats per example, a bound on −log p(x) that "
+    "compares runs of any β; lower is better.",
+    "recon": "Reconstruction term −E_q[log p(x|z)], nats per example; lower is better.",
+    "kl": "KL(q(z|x) ‖ N(0, I)) summed over latent dimensions, nats per example: what the code "
+    "holds about x; β trades it against reconstruction (lower = more compressed).",
+    "loss": "The objective optimised, recon + β·KL, nats per example; lower is better at the "
+    "same β.",
+}
+_STAGES = {
+    "train": "Training batches: the mean over the batches since the previous point.",
+    "val": "The whole validation split, after each epoch.",
+}
+# Tags with a description of their own: settings that change during training, and pictures.
+_FIXED = {
+    "train/beta": "β, the KL weight of the objective at this step (it rises to model.beta over "
+    "model.beta_warmup_steps); a setting, not a score.",
+    "train/lr": "Adam's learning rate at this step (model.scheduler); a setting, not a score.",
+    "val/reconstructions": "Validation inputs (top row) and their reconstructions, the "
+    "likelihood's mean (bottom row); the same inputs every time: the closer, the better.",
+    "val/samples": "Decoded draws from the prior N(0, I), the same draws every time: what the "
+    "model generates.",
+    "val/traversal": "One validation image's latent traversal: each row sweeps one dimension "
+    "(labelled with its KL, nats per example) across ±callbacks.traversals.span with the others "
+    "at the image's μ; rows by KL, most first. A row that changes nothing is an unused "
+    "dimension.",
+}
+
+# The curves HPARAMS lists per run, with their last values; the first five are shown.
+HPARAMS_METRICS = (
+    "val/elbo",
+    "val/recon",
+    "val/kl",
+    "val/loss",
+    "train/elbo",
+    "train/recon",
+    "train/kl",
+    "train/loss",
+)
+
+
+def describe(tag: str) -> str:
+    """The one-line description of a scalar or image tag; empty for a tag this list lacks."""
+    if tag in _FIXED:
+        return _FIXED[tag]
+    stage, _, quantity = tag.partition("/")
+    if stage not in _STAGES or quantity not in _QUANTITIES:
+        return ""
+    return f"{_QUANTITIES[quantity]} {_STAGES[stage]}"

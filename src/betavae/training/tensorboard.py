@@ -1,0 +1,115 @@
+"""The run's TensorBoard files: where they go, what each tag says about itself, the first view.
+
+TensorBoard names a run by the directory of its event files relative to `--logdir`, so they are
+written into the run directory itself: `--logdir outputs` shows `2026-11-21/15-28-47`, a
+sweep's `--logdir multirun/<date>/<time>` shows each job by its name, and a resumed run appends
+to the same run.
+"""
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.util.tensor_util import make_tensor_proto
+from torch import Tensor
+
+from betavae.training.descriptions import describe
+
+# Lightning adds the epoch to every logged dict; as a chart it only repeats the step axis.
+_NOT_LOGGED = ("epoch",)
+# CUSTOM SCALARS: one chart per quantity, the training and validation curves together
+# (regular expressions over tags).
+_LAYOUT = {
+    "ELBO, reconstruction and KL: training and validation together": [
+        ("negative ELBO (nats per example, lower is better)", r"^(train|val)/elbo$"),
+        ("reconstruction −log p(x|z) (nats per example)", r"^(train|val)/recon$"),
+        ("KL(q(z|x) ‖ p(z)) (nats per example)", r"^(train|val)/kl$"),
+        ("objective recon + β·KL (nats per example)", r"^(train|val)/loss$"),
+    ],
+}
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger, writing into the run directory, every scalar and image
+    with its description, and the custom-scalars layout once per process.
+
+    Its hparams.yaml is left out: the run's config.yaml is the record of its settings, and the
+    HPARAMS entry is written by betavae.training.hparams.
+    """
+
+    def __init__(self, save_dir: str, **kwargs: Any) -> None:
+        super().__init__(save_dir, name="", version="", default_hp_metric=False, **kwargs)
+        self._layout_written = False
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self._layout_written:
+            self._write(_layout_summary(), step or 0)
+            self._layout_written = True
+        for tag, value in metrics.items():
+            if tag not in _NOT_LOGGED:
+                self._write(scalar_pb(tag, float(value), description=describe(tag)), step)
+
+    @rank_zero_only
+    def log_image(self, tag: str, picture: Tensor, step: int) -> None:
+        """`picture`: (3, H, W) in [0, 1], stored as TensorBoard's image summary stores it."""
+        pixels = (picture.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
+        png = io.BytesIO()
+        Image.fromarray(pixels).save(png, format="PNG")
+        height, width = pixels.shape[:2]
+        summary = Summary()
+        summary.value.add(
+            tag=tag,
+            metadata=image_metadata.create_summary_metadata(tag, describe(tag)),
+            tensor=make_tensor_proto([str(width).encode(), str(height).encode(), png.getvalue()]),
+        )
+        self._write(summary, step)
+
+    @rank_zero_only
+    def save(self) -> None:
+        self.experiment.flush()
+
+    def _write(self, summary: Summary, step: int | None) -> None:
+        self.experiment._get_file_writer().add_summary(summary, step)
+
+
+def _layout_summary() -> Summary:
+    layout = layout_pb2.Layout(
+        category=[
+            layout_pb2.Category(
+                title=title,
+                chart=[
+                    layout_pb2.Chart(
+                        title=chart, multiline=layout_pb2.MultilineChartContent(tag=[regex])
+                    )
+                    for chart, regex in charts
+                ],
+            )
+            for title, charts in _LAYOUT.items()
+        ]
+    )
+    summary = Summary()
+    summary.value.add(
+        tag=custom_scalar_metadata.CONFIG_SUMMARY_TAG,
+        metadata=custom_scalar_metadata.create_summary_metadata(),
+        tensor=make_tensor_proto(layout.SerializeToString()),
+    )
+    return summary
+
+
+def tensorboard_logdir(run_dir: Path, output_root: Path, sweep_dir: Path | None) -> Path:
+    """The directory to point `tensorboard --logdir` at to see this run under its own name:
+    its sweep, or the root of single runs (else the run's parent)."""
+    if sweep_dir is not None:
+        return sweep_dir
+    inside = run_dir.resolve().is_relative_to(output_root.resolve())
+    return output_root if inside and run_dir.resolve() != output_root.resolve() else run_dir.parent

@@ -1,0 +1,101 @@
+"""What betavae writes for TensorBoard, without training: the log interval, labelled pictures,
+and the HPARAMS experiment of a sweep built from its jobs' files."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import tensorboard_run
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+from betavae.evaluation.pictures import grid, traversal_labels
+from betavae.training.hparams import record_hparams
+from betavae.training.log_interval import log_interval
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "interval"),
+    [(3, 1), (13, 1), (25, 2), (125, 12), (469, 46), (5000, 50), (float("inf"), 50)],
+)
+def test_short_epochs_get_about_ten_training_points_long_ones_one_every_50_steps(
+    steps_per_epoch, interval
+):
+    assert log_interval(steps_per_epoch) == interval
+
+
+def test_a_labelled_grid_puts_each_label_beside_its_row():
+    images = torch.zeros(6, 1, 16, 16)  # enlarged to 64 pixels: 4 times
+    labels = traversal_labels(torch.tensor([1, 0]), torch.tensor([0.5, 2.25]))
+
+    plain = grid(images, per_row=3)
+    labelled = grid(images, per_row=3, row_labels=labels)
+
+    assert labels == ["z1  KL 2.25", "z0  KL 0.50"]
+    assert plain.shape == (3, 2 * 68 + 4, 3 * 68 + 4)
+    assert labelled.shape[1] == plain.shape[1] and labelled.shape[2] > plain.shape[2]
+    torch.testing.assert_close(labelled[:, :, -plain.shape[2] :], plain, atol=1 / 255, rtol=0)
+    label_column = labelled[:, :, : labelled.shape[2] - plain.shape[2]]
+    for row in range(2):  # dark text in each row's band of the label column
+        assert label_column[:, 4 + row * 68 : (row + 1) * 68].min() < 0.3
+    with pytest.raises(ValueError, match="3 row labels for 2 rows"):
+        grid(images, per_row=3, row_labels=["a", "b", "c"])
+
+
+def _job(sweep: Path, name: str, config: dict) -> Path:
+    """A sweep job's directory as betavae-train leaves it: Hydra's record and config.yaml."""
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra/hydra.yaml").write_text(yaml.safe_dump({"hydra": {"mode": "MULTIRUN"}}))
+    (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config))
+    (job / "config.yaml").write_text(yaml.safe_dump(config))
+    return job
+
+
+def _experiment(job: Path) -> dict[str, api_pb2.HParamInfo]:
+    content = tensorboard_run(job).SummaryMetadata("_hparams_/experiment").plugin_data.content
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return {info.name: info for info in experiment.hparam_infos}
+
+
+def test_a_sweep_experiment_types_every_setting_and_never_hides_a_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    # The command swept model.beta over three values; two jobs have started so far.
+    task = ["model.beta=1,2,4", "model.lr=0.001", "trainer.max_epochs=3"]
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    first = {
+        "model": {"beta": 1.0, "lr": 0.001, "hidden_dims": [64], "learn_gaussian_std": False},
+        "trainer": {"max_epochs": 3, "gradient_clip_val": None},
+        "paths": {"output_dir": "outputs"},
+        "resume": None,
+    }
+    second = {**first, "model": {**first["model"], "beta": 2.0}, "seed": 1}
+    second["trainer"] = {"max_epochs": 3, "gradient_clip_val": 0.5}
+    jobs = [_job(sweep, "0_model.beta=1", first), _job(sweep, "1_model.beta=2", second)]
+
+    record_hparams(jobs[1])
+
+    experiments = [_experiment(job) for job in jobs]
+    columns = experiments[0]
+    assert experiments[1] == columns
+    assert list(columns["model.beta"].domain_discrete) == [1, 2, 4]  # before job 2 started
+    assert columns["model.beta"].differs and columns["model.beta"].type == api_pb2.DATA_TYPE_FLOAT64
+    assert not columns["model.lr"].differs and list(columns["model.lr"].domain_discrete) == [0.001]
+    assert columns["model.learn_gaussian_std"].type == api_pb2.DATA_TYPE_BOOL
+    assert list(columns["model.hidden_dims"].domain_discrete) == ["[64]"]
+    assert columns["seed"].differs  # set in one job only
+    # null in one job, a number in the other: no type and no domain, which would filter one out.
+    clip = columns["trainer.gradient_clip_val"]
+    assert clip.differs and clip.type == api_pb2.DATA_TYPE_UNSET
+    assert not clip.HasField("domain_discrete") and not clip.HasField("domain_interval")
+    assert not {"paths.output_dir", "resume"} & set(columns)
+
+
+def test_a_setting_with_many_numeric_values_gets_an_interval(tmp_path):
+    jobs = [_job(tmp_path, str(n), {"model": {"lr": 10.0**-n}}) for n in range(12)]
+
+    record_hparams(jobs[0])
+
+    lr = _experiment(jobs[5])["model.lr"]
+    assert (lr.domain_interval.min_value, lr.domain_interval.max_value) == (1e-11, 1.0)
