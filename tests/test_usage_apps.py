@@ -191,7 +191,7 @@ def test_knn_score_ranks_the_held_out_ellipses_as_anomalous(ellipses_run, tmp_pa
     assert "by knn (standardized latent distance; higher = more anomalous)" in result.stdout
 
 
-def test_score_a_folder_of_the_users_own_images(run_dir, tmp_path, data_dir):
+def test_score_a_folder_of_the_users_own_images_scores_every_image(run_dir, tmp_path, data_dir):
     folder = tmp_path / "pictures"
     folder.mkdir()
     for i in range(20):
@@ -199,17 +199,19 @@ def test_score_a_folder_of_the_users_own_images(run_dir, tmp_path, data_dir):
         pixels[8 + i // 4 : 20, 6 : 14 + i] = 255
         Image.fromarray(pixels).save(folder / f"{i:02d}.png")
     args = [f"run={run_dir}", "data=image_folder", f"data.path={folder}", "data.channels=1"]
-    args += [f"data.image_size={IMAGE_SIZE}", "data.val_fraction=0.1", "data.test_fraction=0.5"]
+    args += [f"data.image_size={IMAGE_SIZE}"]
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    _use("score", args, cwd, data_dir)
+    result = _use("score", args, cwd, data_dir)
 
-    with (run_dir / "scores/imagefolder-test-elbo.csv").open() as file:
+    with (run_dir / "scores/imagefolder-all-elbo.csv").open() as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 10
+    # Every picture of the folder, each once (the split logic is for training runs).
+    assert sorted(int(row["index"]) for row in rows) == list(range(20))
     assert all(math.isfinite(float(row["score"])) for row in rows)
     assert "anomaly" not in rows[0]
+    assert "Scored all 20 examples by elbo" in result.stdout
 
 
 @pytest.mark.parametrize(

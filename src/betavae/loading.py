@@ -11,16 +11,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from betavae.config.schema import validate_data
 from betavae.data.base import BaseDataModule
 from betavae.errors import UserError
-from betavae.training.checkpointing import BEST_NAME
 from betavae.training.checkpoints import checkpoint_hparams
 from betavae.training.module import VAEModule
-from betavae.training.run_dir import CHECKPOINT_DIR, CONFIG_FILE, require_run_dir
+from betavae.training.run_dir import BEST_CHECKPOINT, CONFIG_FILE, locate_run
 from betavae.user_paths import user_path
 from betavae.vae import VAE
-
-BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_NAME}"
 
 
 @dataclass
@@ -47,6 +45,7 @@ class LoadedRun:
         data set (has a `_target_`), else the run's own data with `data`'s keys changed."""
         if data is None or "_target_" not in data:
             data = OmegaConf.merge(self.config.data, data or {})
+        validate_data(data)
         datamodule = instantiate(data)
         wanted = tuple(self.module.hparams.image_shape)
         if tuple(datamodule.image_shape) != wanted:
@@ -65,32 +64,8 @@ def load_run(run: str | None, key: str = "run") -> LoadedRun:
     A checkpoint must sit in its run's `checkpoints/` folder, since the run's config (above it)
     says which data the model was trained on.
     """
-    if run is None:
-        raise UserError(
-            f"{key} is missing; pass {key}=<run dir> or {key}=<run dir>/{BEST_CHECKPOINT}"
-        )
+    run_dir, checkpoint = locate_run(run, key)
     path = user_path(run)
-    if path.is_dir():
-        run_dir = require_run_dir(path, key)
-        checkpoint = run_dir / BEST_CHECKPOINT
-        if not checkpoint.is_file():
-            raise UserError(
-                f"{key}={path}: {BEST_CHECKPOINT} is missing (the run stopped before its first "
-                f"checkpoint); pass {key}=<a .ckpt file of the run> or train it again"
-            )
-    elif path.is_file():
-        checkpoint = path
-        run_dir = path.parent.parent
-        if path.parent.name != CHECKPOINT_DIR or not (run_dir / CONFIG_FILE).is_file():
-            raise UserError(
-                f"{key}={path}: not inside a run's {CHECKPOINT_DIR}/ folder, so the run's "
-                f"{CONFIG_FILE} is unknown; pass the run directory or a checkpoint inside it"
-            )
-    else:
-        raise UserError(
-            f"{key}={path}: no such file or directory; pass a run directory made by "
-            "betavae-train (outputs/<date>/<time>) or a .ckpt file inside its checkpoints/"
-        )
     checkpoint_hparams(checkpoint, key)
     try:
         config = OmegaConf.load(run_dir / CONFIG_FILE)

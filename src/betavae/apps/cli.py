@@ -53,15 +53,27 @@ def exit_on_user_error(name: str) -> Iterator[None]:
         sys.exit(USAGE_ERROR)
 
 
-def run_app(app: Callable[[], object], name: str, extra_overrides: Callable[[], list[str]]) -> None:
+def run_app(
+    app: Callable[[], object],
+    name: str,
+    extra_overrides: Callable[[], list[str]],
+    help_text: Callable[[], str],
+) -> None:
     """Call a `@hydra.main` function with user errors reported as one line.
 
-    `extra_overrides` computes overrides the app derives from the command line itself.
+    `extra_overrides` computes overrides the app derives from the command line itself;
+    `help_text` is what `--help` prints (see betavae.apps.help).
     HYDRA_FULL_ERROR makes Hydra raise composition errors instead of printing its own
     multi-line report. Errors inside the task should be caught there with
     `exit_on_user_error` too: Hydra would otherwise print a line of its own before them.
     """
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        try:
+            print(help_text(), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     with exit_on_user_error(name):
         # Next to the command's own overrides: argparse refuses overrides split by a flag
         # such as `--cfg job`.

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from betavae.apps.usage import data_split, open_run, require_new_results, results_stem
+from betavae.apps.usage import data_split, examples, open_run, require_new_results, results_stem
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.plots import latent_scatter
@@ -39,6 +39,7 @@ def encode(cfg: DictConfig) -> Path:
     label_name = factor_names[0] if factor_names is not None else "label"
     latent_scatter(results.mu, labels, label_name, plot)
     shape = "x".join(map(str, results.mu.shape))
-    print(f"Encoded {len(results.mu)} {data_split(cfg)} examples (mu {shape}): {shown_path(path)}")
+    encoded = examples(len(results.mu), data_split(cfg))
+    print(f"Encoded {encoded} (mu {shape}): {shown_path(path)}")
     print(f"Scatter: {shown_path(plot)}")
     return path

@@ -6,7 +6,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from betavae.apps.usage import data_split, open_run, require_new_results, results_stem, variant
+from betavae.apps.usage import (
+    data_split,
+    examples,
+    open_run,
+    require_new_results,
+    results_stem,
+    variant,
+)
 from betavae.data.base import class_labels
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.metrics import (
@@ -57,9 +64,9 @@ def evaluate(cfg: DictConfig) -> Path:
 
 
 def table(metrics: dict[str, Any]) -> str:
+    scored = examples(metrics["examples"], metrics["split"])
     lines = [
-        f"{shown_path(metrics['checkpoint'])} on the {metrics['split']} split "
-        f"({metrics['examples']} examples):",
+        f"{shown_path(metrics['checkpoint'])} on {scored}:",
         f"  {'':30}{'nats/example':>14}{'bits/dim':>10}",
     ]
     rows = [

@@ -67,8 +67,14 @@ def require_slurm() -> None:
             "hydra/launcher=slurm: sbatch is not on this machine; run the sweep on a SLURM "
             "login node, or leave hydra/launcher=slurm out to run the jobs here"
         )
+    conf = os.environ.get("SLURM_CONF")
+    if conf is not None and not os.path.isfile(conf):  # sinfo would retry for a minute
+        raise UserError(
+            f"hydra/launcher=slurm: SLURM_CONF={conf} does not exist; point it at the cluster's "
+            "slurm.conf, or leave hydra/launcher=slurm out to run the jobs here"
+        )
     try:
-        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True, timeout=30)
+        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as error:
         reason = str(error)
     else:

@@ -1,11 +1,12 @@
 """`betavae-report <sweep dir>`: one table and one rate-distortion plot for a whole sweep."""
 
 import argparse
+import sys
 from pathlib import Path
+from typing import NoReturn
 
-from betavae.apps.cli import exit_on_user_error
+from betavae.apps.cli import USAGE_ERROR, exit_on_user_error
 from betavae.sweeps.jobs import read_sweep
-from betavae.sweeps.rate_distortion import RATE_DISTORTION_PNG, plot_rate_distortion
 from betavae.sweeps.summary import (
     SUMMARY_CSV,
     SUMMARY_MD,
@@ -14,12 +15,16 @@ from betavae.sweeps.summary import (
     write_csv,
 )
 from betavae.training.run_dir import FINISHED
+from betavae.user_paths import user_path
 
 APP_NAME = "betavae-report"
 
 
 def report(sweep_dir: Path) -> str:
     """Write the summary files into `sweep_dir`; return what to print."""
+    # matplotlib takes a second to import: not for `--help` or a mistake.
+    from betavae.sweeps.rate_distortion import RATE_DISTORTION_PNG, plot_rate_distortion
+
     jobs = read_sweep(sweep_dir)
     header, rows = summary_rows(jobs, sweep_dir)
     table = markdown_table(header, rows)
@@ -34,15 +39,28 @@ def report(sweep_dir: Path) -> str:
     return f"{table}\n{finished} of {len(jobs)} jobs finished. Wrote {written} in {sweep_dir}"
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse's usage mistakes as one line, like every other betavae command's."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog=APP_NAME,
-        description="Summarise a betavae-train -m sweep: summary.csv, summary.md and "
-        "rate_distortion.png in the sweep directory, and the table on the terminal.",
+        description="Summarise a sweep of betavae-train -m: one row per job (its swept values, "
+        "the final validation and best-checkpoint test metrics in nats per example, active "
+        "units when betavae-eval has run on it, and its status: finished, diverged or "
+        "unfinished), and the rate-distortion plot of the finished jobs. Works on a sweep "
+        "still running or stopped.",
+        epilog="Outputs: summary.csv, summary.md and rate_distortion.png in the sweep directory; "
+        "the table is printed too. Example: betavae-report multirun/2026-11-21/12-31-02",
     )
     parser.add_argument(
         "sweep_dir", type=Path, help="the sweep directory, e.g. multirun/<date>/<time>"
     )
     args = parser.parse_args()
     with exit_on_user_error(APP_NAME):
-        print(report(args.sweep_dir))
+        print(report(user_path(str(args.sweep_dir))))

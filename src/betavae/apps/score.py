@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps.usage import data_split, open_run, require_new_results, results_stem, variant
+from betavae.apps.usage import examples as examples_of
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
 from betavae.evaluation.collect import run_split
@@ -104,7 +105,7 @@ def _write_csv(path: Path, columns: dict[str, list]) -> None:
 def report(summary: dict[str, Any], num_normal: int) -> str:
     flagged, examples = summary["flagged"], summary["examples"]
     lines = [
-        f"Scored {examples} {summary['split']} examples by {summary['score']} "
+        f"Scored {examples_of(examples, summary['split'])} by {summary['score']} "
         f"({UNITS.get(summary['score'], 'nats')}; higher = more anomalous).",
         f"Threshold {summary['threshold']:.2f}, the {summary['quantile']} quantile of "
         f"{num_normal} validation scores: {flagged} flagged ({flagged / examples:.1%}).",

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from betavae.apps import help
 from betavae.apps.cli import (
     command_line_value,
     exit_on_user_error,
@@ -150,6 +151,11 @@ def main() -> None:
     STOP_REQUESTS.install()
     argv = sys.argv[1:]
     try:
-        run_app(_hydra_main, APP_NAME, lambda: [*_preflight(argv), *_process_overrides(argv)])
+        run_app(
+            _hydra_main,
+            APP_NAME,
+            lambda: [*_preflight(argv), *_process_overrides(argv)],
+            lambda: help.render(APP_NAME, "train", help.TRAIN),
+        )
     except RunStopped as stopped:
         _stopped(stopped, argv)

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from betavae.apps import help
 from betavae.apps.cli import exit_on_user_error, run_app
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.config.usage import register_usage_schemas
 from betavae.errors import UserError
+from betavae.training.run_dir import locate_run
 from betavae.user_paths import shown_path
 
 if TYPE_CHECKING:
@@ -49,6 +51,11 @@ def data_split(cfg: DictConfig) -> str:
     if cfg.split is not None:
         return cfg.split
     return "all" if other_data(cfg) else "test"
+
+
+def examples(count: int, split: str) -> str:
+    """`2000 test examples`, or `all 20 examples` for split=all."""
+    return f"all {count} examples" if split == "all" else f"{count} {split} examples"
 
 
 def results_stem(cfg: DictConfig) -> str:
@@ -84,7 +91,9 @@ def require_new_results(cfg: DictConfig, paths: Iterable[Path]) -> None:
         )
 
 
-def usage_main(config_name: str, app_name: str, task: str) -> Callable[[], None]:
+def usage_main(
+    config_name: str, app_name: str, task: str, app_help: help.AppHelp
+) -> Callable[[], None]:
     """The console-script `main` of an app: the function `task` ("module:function") on the
     composed `conf/<config_name>.yaml`, with every user mistake, at composition or inside the
     task, reported as one line."""
@@ -93,16 +102,19 @@ def usage_main(config_name: str, app_name: str, task: str) -> Callable[[], None]
     def _hydra_main(cfg: DictConfig) -> None:
         with exit_on_user_error(app_name):
             validate(cfg)
+            locate_run(cfg.run)  # a wrong path is said at once, before torch is imported
             module, function = task.split(":")
             getattr(importlib.import_module(module), function)(cfg)
 
     def main() -> None:
-        run_app(_hydra_main, app_name, lambda: [])
+        run_app(
+            _hydra_main, app_name, lambda: [], lambda: help.render(app_name, config_name, app_help)
+        )
 
     return main
 
 
-eval_main = usage_main("eval", "betavae-eval", "betavae.apps.evaluate:evaluate")
-sample_main = usage_main("sample", "betavae-sample", "betavae.apps.sample:sample")
-encode_main = usage_main("encode", "betavae-encode", "betavae.apps.encode:encode")
-score_main = usage_main("score", "betavae-score", "betavae.apps.score:score")
+eval_main = usage_main("eval", "betavae-eval", "betavae.apps.evaluate:evaluate", help.EVAL)
+sample_main = usage_main("sample", "betavae-sample", "betavae.apps.sample:sample", help.SAMPLE)
+encode_main = usage_main("encode", "betavae-encode", "betavae.apps.encode:encode", help.ENCODE)
+score_main = usage_main("score", "betavae-score", "betavae.apps.score:score", help.SCORE)

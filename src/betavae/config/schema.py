@@ -338,6 +338,30 @@ def register_schemas() -> None:
         store.store(group="schema/data", name=name, node=node)
 
 
+# Each data module's schema, for a data config that is checked on its own (the usage apps
+# change a run's saved data config with +data.<key>=...).
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {
+    "betavae.data.SpritesDataModule": SpritesDataConfig,
+    "betavae.data.MNISTDataModule": TorchvisionDataConfig,
+    "betavae.data.FashionMNISTDataModule": TorchvisionDataConfig,
+    "betavae.data.CIFAR10DataModule": TorchvisionDataConfig,
+    "betavae.data.CelebADataModule": CelebADataConfig,
+    "betavae.data.ImageFolderDataModule": ImageFolderDataConfig,
+}
+
+
+def validate_data(data: DictConfig) -> None:
+    """Check a data config against its data module's schema: keys, types and ranges."""
+    schema = DATA_SCHEMAS.get(data.get("_target_"))
+    if schema is None:
+        raise UserError(f"data._target_={data.get('_target_')}: not a betavae data set")
+    known = [f.name for f in dataclasses.fields(schema)]
+    for key in data:
+        if key not in known:
+            raise UserError(_unknown_key_message(f"data.{key}", known, "data."))
+    OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
+
+
 def validate(cfg: DictConfig) -> Any:
     """Run every range check; the composed config has already been type-checked by Hydra.
 

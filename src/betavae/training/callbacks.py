@@ -1,6 +1,7 @@
-"""Callbacks a run always has: image grids and traversals in TensorBoard, a progress bar, and
-the log interval; checkpoints are `checkpointing.RunCheckpoints`."""
+"""Callbacks a run always has: image grids and traversals in TensorBoard, its progress on the
+console, and the log interval; checkpoints are `checkpointing.RunCheckpoints`."""
 
+import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from omegaconf import DictConfig
 
@@ -8,13 +9,30 @@ from betavae.training.image_logging import ImageGridLogger, TraversalLogger
 from betavae.training.log_interval import LogInterval
 
 
+class EpochLines(Callback):
+    """One line per epoch, where a progress bar would write a line at every redraw (output
+    going to a file or a pipe, e.g. a SLURM log)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        shown = ("train/loss", "val/elbo")
+        values = ", ".join(
+            f"{name} {float(trainer.callback_metrics[name]):.2f}"
+            for name in shown
+            if name in trainer.callback_metrics
+        )
+        print(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {values}", flush=True)
+
+
 def build_callbacks(
     config: DictConfig, progress_bar: bool, log_every_n_steps: int | None = None
 ) -> list[Callback]:
+    """`progress_bar`: a redrawn bar (on a terminal) rather than a line per epoch."""
     images = config.images
     grids = ImageGridLogger(images.every_n_epochs, images.num_reconstructions, images.num_samples)
     bar = [TQDMProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
     walks = config.traversals
     traversals = TraversalLogger(walks.every_n_epochs, walks.span, walks.steps)
     interval = [LogInterval()] if log_every_n_steps is None else []
-    return [grids, traversals, *bar, *interval]
+    return [grids, traversals, *(bar or [EpochLines()]), *interval]

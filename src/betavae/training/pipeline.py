@@ -7,6 +7,7 @@ command line is reported in a second rather than after importing torch and Light
 import logging
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,13 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         cfg.callbacks.checkpoint.every_n_train_steps,
         cfg.callbacks.checkpoint.every_n_minutes,
     )
+    # A progress bar is for a terminal; into a file it would write a line at every redraw.
+    progress_bar = cfg.trainer.enable_progress_bar and sys.stdout.isatty()
     trainer = build_trainer(
-        cfg.trainer,
+        OmegaConf.merge(cfg.trainer, {"enable_progress_bar": progress_bar}),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
         callbacks=[
-            *build_callbacks(
-                cfg.callbacks, cfg.trainer.enable_progress_bar, cfg.trainer.log_every_n_steps
-            ),
+            *build_callbacks(cfg.callbacks, progress_bar, cfg.trainer.log_every_n_steps),
             GracefulStop(STOP_REQUESTS, checkpoints),
             checkpoints,
         ],

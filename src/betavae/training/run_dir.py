@@ -25,6 +25,7 @@ CHECKPOINT_DIR = "checkpoints"
 # TensorBoard's files, in the run directory itself (betavae.training.tensorboard).
 TENSORBOARD_FILES = "events.out.tfevents.*"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.ckpt"
 
 # `resume=auto`: continue whatever this job's directory holds (used to rerun a sweep).
 AUTO_RESUME = "auto"
@@ -45,6 +46,39 @@ def require_run_dir(path: Path, key: str) -> Path:
             "pass a directory made by betavae-train, e.g. outputs/<date>/<time>"
         )
     return path
+
+
+def locate_run(run: str | None, key: str = "run") -> tuple[Path, Path]:
+    """(run directory, checkpoint) of `run=<run dir or a .ckpt inside its checkpoints/>`: a run
+    directory means its best checkpoint. A checkpoint must sit in its run's `checkpoints/`
+    folder, since the run's config (above it) says which data the model was trained on.
+    Checked without torch, so that a wrong path is reported at once."""
+    if run is None:
+        raise UserError(
+            f"{key} is missing; pass {key}=<run dir> or {key}=<run dir>/{BEST_CHECKPOINT}"
+        )
+    path = user_path(run)
+    if path.is_dir():
+        run_dir = require_run_dir(path, key)
+        checkpoint = run_dir / BEST_CHECKPOINT
+        if not checkpoint.is_file():
+            raise UserError(
+                f"{key}={path}: {BEST_CHECKPOINT} is missing (the run stopped before its first "
+                f"checkpoint); pass {key}=<a .ckpt file of the run> or train it again"
+            )
+        return run_dir, checkpoint
+    if path.is_file():
+        run_dir = path.parent.parent
+        if path.parent.name != CHECKPOINT_DIR or not (run_dir / CONFIG_FILE).is_file():
+            raise UserError(
+                f"{key}={path}: not inside a run's {CHECKPOINT_DIR}/ folder, so the run's "
+                f"{CONFIG_FILE} is unknown; pass the run directory or a checkpoint inside it"
+            )
+        return run_dir, path
+    raise UserError(
+        f"{key}={path}: no such file or directory; pass a run directory made by "
+        "betavae-train (outputs/<date>/<time>) or a .ckpt file inside its checkpoints/"
+    )
 
 
 def require_checkpoint_file(path: Path, key: str) -> None:
