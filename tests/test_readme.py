@@ -1,12 +1,16 @@
-"""The README's first command, run as a newcomer would (with a one-epoch override)."""
+"""The README's commands, pasted as a newcomer would: the main one for real (with a one-epoch
+override), the others composed, and its mistakes checked against the lines it shows."""
 
 import json
 import math
+import os
+import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import TINY_RUN, console_script, run_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -41,3 +45,84 @@ def test_readme_test_command_runs_pytest_in_a_fresh_venv():
     assert command.startswith("python3 -m venv .venv && ")
     assert '.venv/bin/pip install -e ".[dev]"' in command
     assert command.endswith(".venv/bin/pytest")
+
+
+def _readme_commands() -> list[tuple[str, str | None]]:
+    """Every betavae command in the README's code blocks, with the line it is shown to print
+    next (None where the README shows no error for it)."""
+    lines = README.read_text().splitlines()
+    commands, in_block = [], False
+    for number, line in enumerate(lines):
+        if line.startswith("```"):
+            in_block = not in_block
+            continue
+        command = line.removeprefix("$ ")
+        if in_block and re.match(r"betavae-[a-z]+(\s|$)", command):
+            after = lines[number + 1] if number + 1 < len(lines) else ""
+            commands.append((command, after if ": error: " in after else None))
+    return commands
+
+
+README_COMMANDS = _readme_commands()
+# The README's run directories, of many dates and times: replaced by real ones.
+_RUN_PATHS = re.compile(r"(outputs|multirun)/\d{4}-\d\d-\d\d/[\d-]+")
+
+
+@pytest.fixture(scope="module")
+def readme_paths(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A directory holding a real `outputs/run` and a real sweep `multirun/sweep`."""
+    cwd = tmp_path_factory.mktemp("readme")
+    run = run_cli([*TINY_RUN, "trainer.max_epochs=1", "hydra.run.dir=outputs/run"], cwd, data_dir)
+    assert run.returncode == 0, run.stderr
+    sweep = ["-m", *TINY_RUN, "trainer.max_epochs=1", "model.beta=1,4"]
+    swept = run_cli([*sweep, "hydra.sweep.dir=multirun/sweep"], cwd, data_dir)
+    assert swept.returncode == 0, swept.stderr
+    return cwd
+
+
+def _pasted(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    command = _RUN_PATHS.sub(
+        lambda m: f"{m.group(1)}/{'run' if m.group(1) == 'outputs' else 'sweep'}", command
+    )
+    scripts = Path(console_script("betavae-train")).parent
+    env = {
+        **os.environ,
+        "BETAVAE_DATA_DIR": str(data_dir),
+        "PATH": f"{scripts}:{os.environ['PATH']}",
+    }
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def _one_job(command: str) -> str:
+    """The command without its comment, and a sweep (-m) as its first job: Hydra shows the
+    config of one job only."""
+    words = re.sub(r"\s+#\s.*$", "", command).split()
+    if "-m" not in words:
+        return " ".join(words)
+    first = [re.sub(r"^([\w./]+)=([^,\[\]'\"]+),.*$", r"\1=\2", word) for word in words]
+    return " ".join(word for word in first if word != "-m")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [c for c, error in README_COMMANDS if error is None])
+def test_readme_commands_compose_when_pasted(readme_paths, data_dir, command):
+    """Pasted as printed (comments included), each composes: `--cfg job` shows its config,
+    so quoting, Hydra's grammar, the groups and the keys are all right."""
+    program = command.split()[0]
+    if program == "betavae-report":
+        result = _pasted(command, readme_paths, data_dir)
+    else:
+        result = _pasted(f"{_one_job(command)} --cfg job", readme_paths, data_dir)
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "error"), [(c, e) for c, e in README_COMMANDS if e is not None and "…" not in e]
+)
+def test_readme_mistakes_print_the_line_the_readme_shows(readme_paths, data_dir, command, error):
+    result = _pasted(command, readme_paths, data_dir)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == error

@@ -26,6 +26,8 @@ def describe_user_error(error: BaseException) -> str | None:
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
             what = str(cause.msg if hasattr(cause, "msg") else cause).splitlines()[0]
             return f"{cause.full_key}: {what}"
+    if isinstance(error, ValueError) and str(error).startswith("Only one of --run, --multirun"):
+        return f"{error}; to see a sweep's config, show one job's: leave out -m and the commas"
     if isinstance(error, HydraException):
         return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     return None

@@ -5,6 +5,7 @@ Exit status: 0 the run finished (or had finished already), 2 a mistake on the co
 signal N and resumable.
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def _preflight(argv: list[str]) -> list[str]:
     Returns the overrides for `resume=<run dir>`; exits early, changing nothing, when the run
     has ended.
     """
+    if any(arg.startswith(("--cfg", "-c", "--info", "--resolve")) for arg in argv):
+        return []  # Hydra only shows the config: nothing runs, nothing needs to exist
     ckpt_path = command_line_value(argv, "ckpt_path")
     if ckpt_path is not None:
         require_checkpoint_file(user_path(ckpt_path), "ckpt_path")
@@ -149,6 +152,8 @@ def _process_overrides(argv: list[str]) -> list[str]:
 
 def main() -> None:
     STOP_REQUESTS.install()
+    # Optuna's database layer announces each of its plugins as Hydra loads the Optuna sweeper.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     argv = sys.argv[1:]
     try:
         run_app(
