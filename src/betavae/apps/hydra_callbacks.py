@@ -22,6 +22,8 @@ from betavae.training.run_dir import DIVERGED
 from betavae.user_paths import shown_path
 
 DIVERGED_EXIT = 3
+# The directory of the sweep this process runs, once Hydra has set it up.
+SWEEP_DIR: Path | None = None
 
 
 def claim_new_directory(path: Path) -> Path:
@@ -54,9 +56,12 @@ class UniqueRunDirectory(Callback):
             config.hydra.run.dir = str(claimed)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global SWEEP_DIR
+        SWEEP_DIR = Path(config.hydra.sweep.dir)
         if _given(config, "hydra.sweep.dir"):
             return
-        claimed = claim_new_directory(Path(config.hydra.sweep.dir))
+        claimed = claim_new_directory(SWEEP_DIR)
+        SWEEP_DIR = claimed
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = str(claimed)
             # Each job's config is composed again from the overrides: give it the claim too.

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from betavae.apps import help
+from betavae.apps import help, hydra_callbacks
 from betavae.apps.cli import (
     command_line_value,
     exit_on_user_error,
@@ -78,26 +78,41 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def _continue_command(stopped: RunStopped, argv: list[str]) -> str | None:
-    """The command that continues a stopped run (or sweep), quoted to paste into bash."""
+    """The command that continues a stopped run (or sweep), quoted to paste into bash; None
+    when there is nothing to continue."""
     run_dir = getattr(stopped, "run_dir", None)
+    if is_multirun(argv):
+        sweep_dir = _sweep_dir(run_dir)
+        if sweep_dir is None or not any(sweep_dir.glob(f"*/{CONFIG_FILE}")):
+            return None
+        keep = [shell_word(a) for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
+        sweep = [override("hydra.sweep.dir", shown_path(sweep_dir)), f"resume={AUTO_RESUME}"]
+        return " ".join([APP_NAME, *keep, *sweep])
     if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
         return None
-    if not is_multirun(argv):
-        return f"{APP_NAME} {override('resume', shown_path(run_dir))}"
-    keep = [shell_word(a) for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
-    sweep = [override("hydra.sweep.dir", shown_path(run_dir.parent)), f"resume={AUTO_RESUME}"]
-    return " ".join([APP_NAME, *keep, *sweep])
+    return f"{APP_NAME} {override('resume', shown_path(run_dir))}"
+
+
+def _sweep_dir(job_dir: Path | None) -> Path | None:
+    """The sweep being run: the stopped job's parent, or (when the signal reached this process
+    while its jobs ran in others, hydra/launcher=parallel) the sweep Hydra set up."""
+    if job_dir is not None:
+        return job_dir.parent
+    return hydra_callbacks.SWEEP_DIR
 
 
 def _stopped(stopped: RunStopped, argv: list[str]) -> None:
     """Tell how the run was stopped and how to continue it; exit 128 + the signal number."""
     if _process_rank() == 0:
         command = _continue_command(stopped, argv)
-        at = "before training started" if stopped.step is None else f"at step {stopped.step}"
+        if stopped.step is not None:
+            at = f" at step {stopped.step}"
+        else:  # in a sweep, jobs of other processes may have trained: each saved its step
+            at = "" if is_multirun(argv) else " before training started"
         if command is None:
-            line = f"stopped by {stopped.signal_name} {at}; nothing was written, start it again"
+            line = f"stopped by {stopped.signal_name}{at}; nothing was written, start it again"
         else:
-            line = f"stopped by {stopped.signal_name} {at}; continue with: {command}"
+            line = f"stopped by {stopped.signal_name}{at}; continue with: {command}"
         print(f"{APP_NAME}: {line}", file=sys.stderr)
     sys.exit(stopped.exit_status)
 
