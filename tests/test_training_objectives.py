@@ -1,5 +1,7 @@
-"""Short trainings with the capacity and β-TC objectives: what they log, and resume."""
+"""Short trainings with the capacity and β-TC objectives: what they log, resume, and the MIG
+every training on sprites ends with."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,12 +26,14 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def test_beta_tc_logs_its_three_kl_terms_at_the_logging_steps(tmp_path, data_dir):
-    run_dir = _train(
-        tmp_path, data_dir, "model.objective=beta_tc", "model.beta=6", "trainer.max_epochs=2"
-    )
+@pytest.fixture(scope="module")
+def beta_tc_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    cwd = tmp_path_factory.mktemp("beta_tc")
+    return _train(cwd, data_dir, "model.objective=beta_tc", "model.beta=6", "trainer.max_epochs=2")
 
-    scalars = _scalars(run_dir)
+
+def test_beta_tc_logs_its_three_kl_terms_at_the_logging_steps(beta_tc_run):
+    scalars = _scalars(beta_tc_run)
     steps = [step for step, _ in scalars["train/loss"]]
     assert steps == list(range(1, 16, 2))  # 8 batches an epoch, logged every 2 steps
     for name in ("mi", "tc", "dim_kl"):
@@ -38,7 +42,10 @@ def test_beta_tc_logs_its_three_kl_terms_at_the_logging_steps(tmp_path, data_dir
     assert all(value == 6.0 for _, value in scalars["train/beta"])
     # The three terms split the KL: their sum is a one-sample estimate of it.
     for (_, mi), (_, tc), (_, dim_kl), (_, kl) in zip(
-        scalars["train/mi"], scalars["train/tc"], scalars["train/dim_kl"], scalars["train/kl"],
+        scalars["train/mi"],
+        scalars["train/tc"],
+        scalars["train/dim_kl"],
+        scalars["train/kl"],
         strict=True,
     ):
         assert mi + tc + dim_kl == pytest.approx(kl, abs=0.5)
@@ -56,3 +63,21 @@ def test_capacity_follows_its_schedule_across_a_resume(tmp_path, data_dir):
     for step, value in logged:
         assert value == pytest.approx(8 * min(1.0, step / 20))
     assert "train/beta" not in _scalars(run_dir)
+
+
+def test_training_ends_with_the_best_checkpoints_test_mig_in_metrics_and_tensorboard(
+    beta_tc_run, data_dir
+):
+    metrics = json.loads((beta_tc_run / "metrics.json").read_text())
+    result = run_cli(
+        [f"run={beta_tc_run}", "k=1"], cwd=beta_tc_run, data_dir=data_dir, script="betavae-eval"
+    )
+
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((beta_tc_run / "eval/metrics.json").read_text())
+    assert metrics["test/mig"] == pytest.approx(evaluated["mig"])
+    assert metrics["test/mig_per_factor"] == pytest.approx(evaluated["mig_per_factor"])
+    scalars = _scalars(beta_tc_run)
+    assert scalars["test/mig"] == [(metrics["global_step"], pytest.approx(metrics["test/mig"]))]
+    gap = metrics["test/mig_per_factor"]["pos_x"]
+    assert scalars["test/mig_gap/pos_x"][0][1] == pytest.approx(gap)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.training.callbacks import build_callbacks
 from betavae.training.checkpoints import check_checkpoint_fits
+from betavae.training.disentanglement import test_mig
 from betavae.training.module import VAEModule
 from betavae.training.results import (
     final_metrics,
@@ -66,6 +67,8 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> float:
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
     metrics = final_metrics(trainer, val, test, run_dir)
+    # The best checkpoint's weights, which `test` loaded into the module.
+    metrics.update(test_mig(trainer, module.vae, datamodule))
     log_hparams(trainer, cfg, metrics)
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)

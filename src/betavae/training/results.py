@@ -8,6 +8,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from betavae.evaluation.metrics import format_gaps
+from betavae.training.disentanglement import MIG, MIG_PER_FACTOR
 from betavae.training.run_dir import LAST_CHECKPOINT, METRICS_FILE, TENSORBOARD_DIR
 
 _STAGE_METRICS = ("elbo", "recon", "kl", "loss")
@@ -78,6 +80,10 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
     for label, stage in rows:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
+    if MIG in metrics:
+        lines.append(
+            f"  {'test MIG':18}{metrics[MIG]:>10.3f}   ({format_gaps(metrics[MIG_PER_FACTOR])})"
+        )
     lines += [
         f"Run directory:   {shown_path(run_dir)}",
         f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
