@@ -6,7 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI machines
 import matplotlib.pyplot as plt
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FormatStrFormatter
 
 from betavae.sweeps.jobs import Job
 from betavae.training.disentanglement import MIG
@@ -43,7 +43,7 @@ def plot_mig_against_beta(jobs: list[Job], path: Path) -> None:
     betas = [job.config["model.beta"] for job in measured if _objective(job) != "capacity"]
     if betas and min(betas) > 0:
         axes.set_xscale("log", base=2)
-        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     axes.margins(x=0.15)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("β")
