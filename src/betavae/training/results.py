@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.evaluation.metrics import format_gaps
-from betavae.training.disentanglement import MIG, MIG_PER_FACTOR
+from betavae.training.disentanglement import MIG, mig_gaps
 from betavae.training.run_dir import LAST_CHECKPOINT, METRICS_FILE, TENSORBOARD_DIR
 
 _STAGE_METRICS = ("elbo", "recon", "kl", "loss")
@@ -81,9 +81,7 @@ def summary(run_dir: Path, metrics: dict[str, Any]) -> str:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
     if MIG in metrics:
-        lines.append(
-            f"  {'test MIG':18}{metrics[MIG]:>10.3f}   ({format_gaps(metrics[MIG_PER_FACTOR])})"
-        )
+        lines.append(f"  {'test MIG':18}{metrics[MIG]:>10.3f}   ({format_gaps(mig_gaps(metrics))})")
     lines += [
         f"Run directory:   {shown_path(run_dir)}",
         f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
