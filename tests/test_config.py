@@ -64,6 +64,13 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
         ("model.beta=-1", "model.beta=-1.0 is not allowed: a number >= 0"),
         ("model.adam_betas=[0.9]", "model.adam_betas=[0.9] is not allowed"),
         ("model.scheduler=linear", "model.scheduler='linear' is not allowed"),
+        (
+            "model.objective=tc",
+            "model.objective='tc' is not allowed: one of beta, capacity, beta_tc",
+        ),
+        ("model.capacity_gamma=0", "model.capacity_gamma=0.0 is not allowed: a number > 0"),
+        ("model.capacity_max=-5", "model.capacity_max=-5.0 is not allowed: a number >= 0"),
+        ("model.capacity_steps=-1", "model.capacity_steps=-1 is not allowed: an integer >= 0"),
         ("data.val_fraction=1.5", "data.val_fraction=1.5 is not allowed"),
         ("data.test_fraction=0.95", "val_fraction + test_fraction must be < 1"),
         ("trainer.precision=16", "trainer.precision='16' is not allowed"),

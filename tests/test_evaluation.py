@@ -7,8 +7,14 @@ from torch import nn
 from betavae.data.sprites import render_sprites
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
 from betavae.evaluation.collect import SplitResults
-from betavae.evaluation.disentanglement import discretize_factors, mutual_information_gap
-from betavae.evaluation.pictures import interpolation, traversal
+from betavae.evaluation.disentanglement import (
+    dimension_factors,
+    discretize_factors,
+    most_informative_factors,
+    mutual_information_gap,
+    normalized_mutual_information,
+)
+from betavae.evaluation.pictures import interpolation, traversal, traversal_labels
 from betavae.evaluation.representation import active_units, knn_accuracy, linear_probe_accuracy
 from betavae.vae import build_vae, elbo_terms
 
@@ -86,6 +92,22 @@ def test_a_factor_that_never_varies_has_no_gap_and_is_left_out():
 
     assert gaps[0] is None
     assert mig == pytest.approx(sum(gaps[1:]) / 4)
+
+
+def test_each_latent_is_matched_with_the_factor_it_copies_a_constant_one_with_nothing():
+    factors = _sprite_factors()
+    ids = discretize_factors(factors)
+    # Latents: pos_y, scale, a dead dimension (constant), shape.
+    mu = torch.stack([factors[:, 4], factors[:, 1], torch.zeros(len(factors)), factors[:, 0]], 1)
+
+    matched = most_informative_factors(mu, ids)
+
+    assert [k for k, _ in matched[:2]] + [matched[3][0]] == [4, 1, 0]
+    # 20 bins hold at most log 20 of pos_y's log 32 nats: 0.86.
+    assert [round(information, 2) for _, information in matched] == [0.85, 1.0, 0.0, 1.0]
+    torch.testing.assert_close(
+        normalized_mutual_information(mu, ids)[3, 0], torch.tensor(1.0, dtype=torch.float64)
+    )
 
 
 def test_probes_read_a_linearly_coded_label_and_not_a_random_one():
@@ -195,3 +217,22 @@ def test_an_interpolation_runs_from_one_latent_to_the_other():
     torch.testing.assert_close(line[0], start[0])
     torch.testing.assert_close(line[1], (start[0] + end[0]) / 2)
     torch.testing.assert_close(line[2], end[0])
+
+
+def test_traversal_rows_name_the_factor_each_dimension_follows():
+    generator = torch.Generator().manual_seed(0)
+    factors = torch.stack(
+        [
+            torch.randint(3, (2000,), generator=generator),
+            torch.randint(32, (2000,), generator=generator),
+        ],
+        dim=1,
+    ).float()
+    # z0 follows the second factor, z1 is noise, z2 follows the first one.
+    mu = torch.stack([factors[:, 1], torch.randn(2000, generator=generator), factors[:, 0]], dim=1)
+
+    found = dimension_factors(mu, factors, ("shape", "pos_x"))
+    labels = traversal_labels(torch.tensor([2, 0, 1]), torch.tensor([3.0, 0.01, 1.5]), found)
+
+    assert found == ["pos_x", None, "shape"]
+    assert labels == ["z2  KL 1.50  shape", "z0  KL 3.00  pos_x", "z1  KL 0.01"]

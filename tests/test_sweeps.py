@@ -227,6 +227,7 @@ def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, monkey
         assert (int(row["model.latent_dim"]), float(row["model.beta"])) == (latent_dim, beta)
         assert float(row["test_elbo"]) == pytest.approx(metrics["test/elbo"])
         assert float(row["val_kl"]) == pytest.approx(metrics["val/kl"])
+        assert float(row["test_mig"]) == pytest.approx(metrics["test/mig"])
         assert row["best_checkpoint"] == f"{row['job']}/checkpoints/best.ckpt"
         assert row["status"] == "finished"
         assert row["active_units"] == ""  # betavae-eval was not run on these jobs
@@ -234,6 +235,7 @@ def test_report_writes_one_row_per_job_a_markdown_table_and_a_plot(sweep, monkey
     assert markdown.count("| finished |") == 4
     assert "![rate and distortion](rate_distortion.png)" in markdown
     assert (sweep / "rate_distortion.png").read_bytes().startswith(b"\x89PNG")
+    assert (sweep / "mig_beta.png").read_bytes().startswith(b"\x89PNG")
     assert "| 3_model.beta=4,model.latent_dim=4 | 4" in out
     assert "4 of 4 jobs finished" in out
 

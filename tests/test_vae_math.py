@@ -142,10 +142,19 @@ def test_elbo_terms_are_the_recon_and_kl_of_one_forward_pass() -> None:
     expected_recon = -Bernoulli(logits=out.params).log_prob(x).sum((1, 2, 3))
     torch.testing.assert_close(terms.recon, expected_recon)
     torch.testing.assert_close(terms.kl, kl_standard_normal(out.mu, out.logvar))
+    for name in ("z", "mu", "logvar"):
+        torch.testing.assert_close(getattr(terms, name), getattr(out, name))
 
 
 def test_loss_at_beta_one_is_the_negative_elbo_and_grows_with_beta() -> None:
-    terms = ELBOTerms(recon=torch.tensor([10.0, 20.0]), kl=torch.tensor([[1.0, 2.0], [3.0, 0.0]]))
+    unused = torch.zeros(2, 2)
+    terms = ELBOTerms(
+        recon=torch.tensor([10.0, 20.0]),
+        kl=torch.tensor([[1.0, 2.0], [3.0, 0.0]]),
+        z=unused,
+        mu=unused,
+        logvar=unused,
+    )
 
     assert terms.elbo.item() == pytest.approx(18.0)
     assert terms.loss(1.0).item() == pytest.approx(terms.elbo.item())

@@ -17,6 +17,7 @@ from betavae.apps.usage import (
 from betavae.data.base import class_labels
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.metrics import (
+    format_gaps,
     latent_metrics,
     likelihood_metrics,
     mig_metrics,
@@ -89,10 +90,6 @@ def table(metrics: dict[str, Any]) -> str:
             row = f"{metrics['label']} accuracy: {label}"
             lines.append(f"  {row:30}{metrics[key]:>14.3f}")
     if "mig" in metrics:
-        gaps = ", ".join(
-            f"{name} {gap:.2f}"
-            for name, gap in metrics["mig_per_factor"].items()
-            if gap is not None
-        )
+        gaps = format_gaps(metrics["mig_per_factor"])
         lines.append(f"  {'MIG':30}{metrics['mig']:>14.3f}   ({gaps})")
     return "\n".join(lines)

@@ -23,19 +23,25 @@ APP_NAME = "betavae-report"
 def report(sweep_dir: Path) -> str:
     """Write the summary files into `sweep_dir`; return what to print."""
     # matplotlib takes a second to import: not for `--help` or a mistake.
+    from betavae.sweeps.mig_beta import MIG_BETA_PNG, has_mig, plot_mig_against_beta
     from betavae.sweeps.rate_distortion import RATE_DISTORTION_PNG, plot_rate_distortion
 
     jobs = read_sweep(sweep_dir)
     header, rows = summary_rows(jobs, sweep_dir)
     table = markdown_table(header, rows)
     write_csv(sweep_dir / SUMMARY_CSV, header, rows)
+    plots = [("rate and distortion", RATE_DISTORTION_PNG)]
+    plot_rate_distortion(jobs, sweep_dir / RATE_DISTORTION_PNG)
+    if has_mig(jobs):
+        plots.append(("MIG against β", MIG_BETA_PNG))
+        plot_mig_against_beta(jobs, sweep_dir / MIG_BETA_PNG)
+    pictures = "\n\n".join(f"![{title}]({name})" for title, name in plots)
     (sweep_dir / SUMMARY_MD).write_text(
         f"# Sweep {sweep_dir.name}\n\nLosses in nats per example: val at the last epoch, test "
-        f"of the best checkpoint.\n\n{table}\n\n![rate and distortion]({RATE_DISTORTION_PNG})\n"
+        f"of the best checkpoint.\n\n{table}\n\n{pictures}\n"
     )
-    plot_rate_distortion(jobs, sweep_dir / RATE_DISTORTION_PNG)
     finished = sum(job.status == FINISHED for job in jobs)
-    written = ", ".join((SUMMARY_CSV, SUMMARY_MD, RATE_DISTORTION_PNG))
+    written = ", ".join((SUMMARY_CSV, SUMMARY_MD, *(name for _, name in plots)))
     return f"{table}\n{finished} of {len(jobs)} jobs finished. Wrote {written} in {sweep_dir}"
 
 

@@ -10,6 +10,7 @@ from torchvision.utils import save_image
 from betavae.apps.usage import open_run, require_new_results, variant
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
+from betavae.evaluation.disentanglement import dimension_factors
 from betavae.evaluation.pictures import grid, interpolation, traversal, traversal_labels
 from betavae.user_paths import shown_path
 
@@ -38,7 +39,14 @@ def sample(cfg: DictConfig) -> list[Path]:
             kl = results.kl.mean(0)
             order = kl.argsort(descending=True)
             rows = traversal(vae, mu[0], order, cfg.span, cfg.steps)
-            grids["traversal"] = grid(rows, cfg.steps, traversal_labels(order, kl))
+            factor_names = getattr(datamodule, "factor_names", None)
+            factors = (
+                ()
+                if factor_names is None
+                else dimension_factors(results.mu, results.targets, factor_names)
+            )
+            labels = traversal_labels(order, kl, factors)
+            grids["traversal"] = grid(rows, cfg.steps, labels)
         if cfg.interpolate:
             if len(mu) < 2 * cfg.pairs:
                 raise UserError(

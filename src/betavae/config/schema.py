@@ -23,6 +23,9 @@ STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn")
 NETWORKS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SCHEDULERS = ("none", "cosine", "plateau")
+# beta: recon + β·KL; capacity: recon + γ·|KL − C| (Burgess et al. 2018); beta_tc: β-TCVAE
+# (Chen et al. 2018). Their losses are in betavae.vae.objectives and .total_correlation.
+OBJECTIVES = ("beta", "capacity", "beta_tc")
 # Numbers in a run's metrics.json that `optimized_metric` may hand to a sweeper: the last
 # epoch's val/*, the best checkpoint's test/*, and the best epoch's val/elbo.
 OPTIMIZABLE_METRICS = (
@@ -54,7 +57,9 @@ class _Checked:
 
 @dataclass
 class ModelConfig(_Checked):
-    """What every network shares: the latent space, the likelihood, β and the optimizer."""
+    """What every network shares: the latent space, the likelihood, the objective and the
+    optimizer. β weighs the KL (objective beta) or the total correlation (beta_tc); the
+    capacity_* keys belong to objective capacity."""
 
     section: ClassVar[str] = "model"
     network: str = MISSING
@@ -63,8 +68,12 @@ class ModelConfig(_Checked):
     likelihood: str = "bernoulli"
     gaussian_std: float = 0.1
     learn_gaussian_std: bool = False
+    objective: str = "beta"
     beta: float = 1.0
     beta_warmup_steps: int = 0
+    capacity_gamma: float = 1000.0
+    capacity_max: float = 25.0
+    capacity_steps: int = 100_000
     lr: float = 1e-3
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
@@ -76,8 +85,12 @@ class ModelConfig(_Checked):
         self._require_positive_ints("hidden_dims", self.hidden_dims, allow_empty=True)
         self._require(self.likelihood in LIKELIHOODS, "likelihood", " or ".join(LIKELIHOODS))
         self._require(self.gaussian_std > 0, "gaussian_std", "a number > 0")
+        self._require(self.objective in OBJECTIVES, "objective", f"one of {', '.join(OBJECTIVES)}")
         self._require(self.beta >= 0, "beta", "a number >= 0")
         self._require(self.beta_warmup_steps >= 0, "beta_warmup_steps", "an integer >= 0")
+        self._require(self.capacity_gamma > 0, "capacity_gamma", "a number > 0")
+        self._require(self.capacity_max >= 0, "capacity_max", "a number >= 0 (nats)")
+        self._require(self.capacity_steps >= 0, "capacity_steps", "an integer >= 0")
         self._require(self.lr > 0, "lr", "a number > 0")
         betas_ok = len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas)
         self._require(betas_ok, "adam_betas", "two numbers in [0, 1), e.g. [0.9, 0.999]")

@@ -6,6 +6,8 @@ in exactly one latent dimension, 0 when it is spread evenly or absent. Mutual in
 estimated from histograms of μ, the usual estimator (as in disentanglement_lib).
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -36,21 +38,62 @@ def _mutual_information(a: Tensor, b: Tensor) -> Tensor:
     return _entropy(a) + _entropy(b) - _entropy(joint)
 
 
+def normalized_mutual_information(mu: Tensor, factor_ids: Tensor) -> Tensor:
+    """(D, K) float64: I(z_d; v_k) / H(v_k) for μ (N, D) against discrete factors (N, K).
+
+    A factor that never varies in the data (H = 0) gets a column of NaN. With N examples the
+    histogram estimate of I is biased upwards by about (bins − 1)(values − 1) / 2N nats, so a
+    dimension that carries nothing still shows a few hundredths.
+    """
+    latents = discretize_latents(mu)
+    columns = []
+    for factor in factor_ids.T:
+        entropy = _entropy(factor)
+        informations = torch.stack([_mutual_information(z, factor) for z in latents.T])
+        columns.append(informations / entropy if entropy > 0 else informations * torch.nan)
+    return torch.stack(columns, dim=1)
+
+
 def mutual_information_gap(mu: Tensor, factor_ids: Tensor) -> tuple[float, list[float | None]]:
     """(MIG, per-factor normalised gaps) for μ (N, D) against discrete factors (N, K).
 
     A factor that never varies in the data (H = 0) has no gap (None) and is left out of the mean.
     """
-    latents = discretize_latents(mu)
     gaps: list[float | None] = []
-    for factor in factor_ids.T:
-        entropy = _entropy(factor)
-        if entropy <= 0:
+    for column in normalized_mutual_information(mu, factor_ids).T:
+        if column.isnan().any():
             gaps.append(None)
             continue
-        informations = torch.stack([_mutual_information(z, factor) for z in latents.T])
-        top = informations.topk(min(2, len(informations))).values
-        second = top[1] if len(top) > 1 else torch.zeros(())
-        gaps.append(((top[0] - second) / entropy).item())
+        top = column.topk(min(2, len(column))).values
+        second = top[1] if len(top) > 1 else torch.zeros((), dtype=top.dtype)
+        gaps.append((top[0] - second).item())
     defined = [gap for gap in gaps if gap is not None]
     return (sum(defined) / len(defined) if defined else float("nan")), gaps
+
+
+def most_informative_factors(mu: Tensor, factor_ids: Tensor) -> list[tuple[int, float] | None]:
+    """For each latent dimension of μ (N, D), (k, I(z_d; v_k) / H(v_k)) for the factor v_k it
+    shares the most information with; None when no factor varies. What a traversal row of that
+    dimension shows, as far as the true factors can say: read the value against the estimator's
+    floor (see `normalized_mutual_information`) before calling the dimension that factor's."""
+    best = normalized_mutual_information(mu, factor_ids).nan_to_num(nan=-1.0).max(dim=1)
+    return [
+        (index, value) if value >= 0 else None
+        for index, value in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+    ]
+
+
+# A dimension is named after its factor in pictures when it shares at least this fraction of the
+# factor's entropy with it: well above the estimator's floor for a dimension that carries
+# nothing (0.04 to 0.11 on the preset's test split), below what a factor's own dimension shows
+# (0.4 to 0.65 there).
+FACTOR_LABEL_THRESHOLD = 0.2
+
+
+def dimension_factors(mu: Tensor, factors: Tensor, factor_names: Sequence[str]) -> list[str | None]:
+    """For each latent dimension of μ (N, D), the name of the factor it follows, if any."""
+    found = most_informative_factors(mu, discretize_factors(factors))
+    return [
+        factor_names[best[0]] if best is not None and best[1] >= FACTOR_LABEL_THRESHOLD else None
+        for best in found
+    ]

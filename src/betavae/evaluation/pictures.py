@@ -75,9 +75,16 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(_FONT_FILE), size)
 
 
-def traversal_labels(order: Tensor, kl_per_dim: Tensor) -> list[str]:
-    """Row labels of a traversal in `order`: the dimension and its KL (nats per example)."""
-    return [f"z{d}  KL {kl_per_dim[d]:.2f}" for d in order.tolist()]
+def traversal_labels(
+    order: Tensor, kl_per_dim: Tensor, factors: Sequence[str | None] = ()
+) -> list[str]:
+    """Row labels of a traversal in `order`: the dimension, its KL (nats per example) and, on
+    data with generative factors, the factor it follows (`disentanglement.dimension_factors`)."""
+    labels = []
+    for d in order.tolist():
+        factor = factors[d] if factors else None
+        labels.append(f"z{d}  KL {kl_per_dim[d]:.2f}" + (f"  {factor}" if factor else ""))
+    return labels
 
 
 @torch.no_grad()

@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from betavae.sweeps.jobs import Job, swept_keys
+from betavae.sweeps.mig_beta import has_mig
+from betavae.training.disentanglement import MIG
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -14,13 +16,16 @@ METRIC_COLUMNS = {
     for stage in ("val", "test")
     for name in ("elbo", "recon", "kl")
 }
+# On data with known factors: the best checkpoint's MIG on the test split.
+MIG_COLUMN = "test_mig"
 NOT_KNOWN = "n/a"
 
 
 def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The header and one row per job: swept values, metrics, active units, checkpoint, status."""
     swept = swept_keys(jobs)
-    header = ["job", *swept, *METRIC_COLUMNS, "active_units", "best_checkpoint", "status"]
+    mig = [MIG_COLUMN] if has_mig(jobs) else []
+    header = ["job", *swept, *METRIC_COLUMNS, *mig, "active_units", "best_checkpoint", "status"]
     rows = []
     for job in jobs:
         metrics = job.metrics or {}
@@ -30,6 +35,7 @@ def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict
                 "job": job.directory.name,
                 **{key: job.config.get(key) for key in swept},
                 **{column: metrics.get(key) for column, key in METRIC_COLUMNS.items()},
+                **{column: metrics.get(MIG) for column in mig},
                 "active_units": job.active_units,
                 "best_checkpoint": _relative(Path(best), sweep_dir) if best else None,
                 "status": job.status,
@@ -59,10 +65,12 @@ def markdown_table(header: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def _shown(column: str, value: Any) -> str:
-    """Metrics to 0.01 nats; swept values as typed (β 0.5, not 0.50)."""
+    """Metrics to 0.01 nats, MIG to 0.001; swept values as typed (β 0.5, not 0.50)."""
     if value is None:
         return NOT_KNOWN
     if isinstance(value, float):
+        if column == MIG_COLUMN:
+            return f"{value:.3f}"
         return f"{value:.2f}" if column in METRIC_COLUMNS else f"{value:g}"
     return str(value)
 

@@ -5,6 +5,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from omegaconf import DictConfig
 
+from betavae.training.disentanglement import ValidationMIG
 from betavae.training.image_logging import ImageGridLogger, TraversalLogger
 from betavae.training.log_interval import LogInterval
 
@@ -26,13 +27,24 @@ class EpochLines(Callback):
 
 
 def build_callbacks(
-    config: DictConfig, progress_bar: bool, log_every_n_steps: int | None = None
+    config: DictConfig,
+    progress_bar: bool,
+    log_every_n_steps: int | None = None,
+    factor_names: tuple[str, ...] | None = None,
 ) -> list[Callback]:
-    """`progress_bar`: a redrawn bar (on a terminal) rather than a line per epoch."""
+    """`progress_bar`: a redrawn bar (on a terminal) rather than a line per epoch;
+    `factor_names`: the data's generative factors, if it has them (then `val/mig` is logged
+    and traversal rows are labelled with the factor they follow)."""
+    mig = [] if factor_names is None else [ValidationMIG(factor_names)]
     images = config.images
     grids = ImageGridLogger(images.every_n_epochs, images.num_reconstructions, images.num_samples)
     bar = [TQDMProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
     walks = config.traversals
-    traversals = TraversalLogger(walks.every_n_epochs, walks.span, walks.steps)
+    traversals = TraversalLogger(
+        walks.every_n_epochs,
+        walks.span,
+        walks.steps,
+        (lambda: mig[0].dimension_factors) if mig else tuple,
+    )
     interval = [LogInterval()] if log_every_n_steps is None else []
-    return [grids, traversals, *(bar or [EpochLines()]), *interval]
+    return [*mig, grids, traversals, *(bar or [EpochLines()]), *interval]

@@ -9,8 +9,16 @@ _QUANTITIES = {
     "recon": "Reconstruction term −E_q[log p(x|z)], nats per example; lower is better.",
     "kl": "KL(q(z|x) ‖ N(0, I)) summed over latent dimensions, nats per example: what the code "
     "holds about x; β trades it against reconstruction (lower = more compressed).",
-    "loss": "The objective optimised, recon + β·KL, nats per example; lower is better at the "
-    "same β.",
+    "loss": "The objective optimised (β-VAE: recon + β·KL; or the capacity or β-TC objective, "
+    "model.objective), nats per example; lower is better at the same settings.",
+    "mi": "β-TC's index-code mutual information I(x; z), the part of the KL that is information "
+    "about x, nats per example.",
+    "tc": "β-TC's total correlation KL(q(z) ‖ Π q(z_j)): how much the latent dimensions depend on "
+    "each other, nats per example; lower = more factorised.",
+    "dim_kl": "β-TC's dimension-wise KL Σ_j KL(q(z_j) ‖ p(z_j)), nats per example.",
+    "mig": "Mutual Information Gap against the true generative factors (shape, scale, "
+    "orientation, x, y): 1 when each factor lives in one latent dimension, 0 when it is spread "
+    "or absent; higher = more disentangled.",
 }
 _STAGES = {
     "train": "Training batches: the mean over the batches since the previous point.",
@@ -21,6 +29,8 @@ _FIXED = {
     "train/beta": "β, the KL weight of the objective at this step (it rises to model.beta over "
     "model.beta_warmup_steps); a setting, not a score.",
     "train/lr": "Adam's learning rate at this step (model.scheduler); a setting, not a score.",
+    "train/capacity": "C, the KL target of the capacity objective at this step (raised to "
+    "model.capacity_max over model.capacity_steps), nats; a setting, not a score.",
     "val/reconstructions": "Validation inputs (top row) and their reconstructions, the "
     "likelihood's mean (bottom row); the same inputs every time: the closer, the better.",
     "val/samples": "Decoded draws from the prior N(0, I), the same draws every time: what the "
@@ -31,9 +41,11 @@ _FIXED = {
     "dimension.",
 }
 
-# The curves HPARAMS lists per run, with their last values; the first five are shown.
+# The curves HPARAMS lists per run, with their last values; the first five are shown. val/mig
+# only where the data has generative factors (see hparams_metrics).
 HPARAMS_METRICS = (
     "val/elbo",
+    "val/mig",
     "val/recon",
     "val/kl",
     "val/loss",
@@ -42,6 +54,10 @@ HPARAMS_METRICS = (
     "train/kl",
     "train/loss",
 )
+
+
+def hparams_metrics(with_mig: bool) -> tuple[str, ...]:
+    return HPARAMS_METRICS if with_mig else tuple(t for t in HPARAMS_METRICS if t != "val/mig")
 
 
 def describe(tag: str) -> str:

@@ -32,7 +32,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from betavae.sweeps.jobs import HYDRA_CONFIG, Job, read_job, read_sweep
-from betavae.training.descriptions import HPARAMS_METRICS, describe
+from betavae.training.descriptions import describe, hparams_metrics
 from betavae.training.run_dir import CONFIG_FILE, METRICS_FILE
 
 # "tfevents" in the name is what makes TensorBoard read a file.
@@ -138,7 +138,7 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
         api_pb2.MetricInfo(
             name=api_pb2.MetricName(tag=tag), display_name=tag, description=describe(tag)
         )
-        for tag in HPARAMS_METRICS
+        for tag in hparams_metrics(any(_has_factors(job) for job in jobs))
     ]
     experiment = api_pb2.Experiment(
         hparam_infos=hparams,
@@ -146,6 +146,11 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
         time_created_secs=min(_started(job.directory) for job in jobs),
     )
     return _summary(metadata.EXPERIMENT_TAG, experiment=experiment)
+
+
+def _has_factors(job: Job) -> bool:
+    """Whether a job's data has generative factors, and so a val/mig curve."""
+    return job.config.get("data._target_") == "betavae.data.SpritesDataModule"
 
 
 def _hparam_info(key: str, values: list[Value], everywhere: bool) -> api_pb2.HParamInfo:

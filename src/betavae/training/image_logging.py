@@ -3,6 +3,8 @@ latent traversal, each from the same inputs or draws every time, so the images s
 changing rather than different data.
 """
 
+from collections.abc import Callable, Sequence
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -88,14 +90,24 @@ class TraversalLogger(_ValidationImageLogger):
     """A latent traversal of the first validation image: one row per dimension, most KL first
     (KL averaged over the first validation batch), to watch what each dimension comes to mean."""
 
-    def __init__(self, every_n_epochs: int, span: float, steps: int) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int,
+        span: float,
+        steps: int,
+        factors: Callable[[], Sequence[str | None]] = tuple,
+    ) -> None:
+        """`factors()`: the factor each dimension follows now, for the row labels (empty
+        without generative factors)."""
         super().__init__(every_n_epochs, num_inputs=TRAVERSAL_KL_INPUTS)
         self.span = span
         self.steps = steps
+        self.factors = factors
 
     def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
         mu, logvar = vae.encode(inputs)
         kl = kl_standard_normal(mu, logvar).mean(0)
         order = kl.argsort(descending=True)
         rows = traversal(vae, mu[0], order, self.span, self.steps)
-        return {"val/traversal": grid(rows, self.steps, traversal_labels(order, kl))}
+        labels = traversal_labels(order, kl, self.factors())
+        return {"val/traversal": grid(rows, self.steps, labels)}

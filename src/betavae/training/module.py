@@ -1,4 +1,4 @@
-"""The LightningModule: a VAE, the β-ELBO objective with its β schedule, and Adam."""
+"""The LightningModule: a VAE, its objective (β-VAE, capacity or β-TC) and schedule, and Adam."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -9,7 +9,15 @@ from torch import Tensor
 
 from betavae.errors import UserError
 from betavae.training.divergence import check_finite
-from betavae.vae import ELBOTerms, build_vae, elbo_terms
+from betavae.vae import (
+    ELBOTerms,
+    beta_tc_loss,
+    build_vae,
+    capacity_at,
+    capacity_loss,
+    decompose_kl,
+    elbo_terms,
+)
 
 # Hyper-parameters that fix the shapes of the weights: a checkpoint only fits a module whose
 # values for these match.
@@ -24,8 +32,16 @@ ARCHITECTURE_KEYS = (
 )
 
 
+# What each objective logs beside loss, recon and kl: means over the steps since the last write.
+_OBJECTIVE_TERMS = {"beta": (), "capacity": (), "beta_tc": ("mi", "tc", "dim_kl")}
+
+
 class VAEModule(pl.LightningModule):
-    """Trains a VAE on `loss = recon + β·KL` and reports the β = 1 bound as `elbo`.
+    """Trains a VAE on the chosen objective and reports the β = 1 bound as `elbo`.
+
+    `objective` is "beta" (recon + β·KL), "capacity" (recon + γ·|KL − C|, C rising linearly to
+    `capacity_max` over `capacity_steps`; β is not used) or "beta_tc" (recon + MI + β·TC +
+    dim-KL, with the minibatch estimator's N the size of the training split).
 
     All arguments are plain Python values so that checkpoints load with the default
     `torch.load(weights_only=True)` and `VAEModule.load_from_checkpoint(path)` alone.
@@ -41,8 +57,12 @@ class VAEModule(pl.LightningModule):
         likelihood: str = "bernoulli",
         gaussian_std: float = 0.1,
         learn_gaussian_std: bool = False,
+        objective: str = "beta",
         beta: float = 1.0,
         beta_warmup_steps: int = 0,
+        capacity_gamma: float = 1000.0,
+        capacity_max: float = 25.0,
+        capacity_steps: int = 100_000,
         lr: float = 1e-3,
         adam_betas: Sequence[float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -57,9 +77,15 @@ class VAEModule(pl.LightningModule):
         image_shape, hidden_dims = list(image_shape), list(hidden_dims)
         channels, adam_betas = list(channels), list(adam_betas)
         self.save_hyperparameters(logger=False)
-        # Training loss, recon and KL summed on the device since the last logged step.
-        self.register_buffer("_train_sums", torch.zeros(3), persistent=False)
+        if objective not in _OBJECTIVE_TERMS:
+            allowed = ", ".join(_OBJECTIVE_TERMS)
+            raise UserError(f"model.objective={objective!r} is not allowed: one of {allowed}")
+        # Training loss, recon, KL and the objective's own terms summed on the device since the
+        # last logged step.
+        self._train_names = ("loss", "recon", "kl", *_OBJECTIVE_TERMS[objective])
+        self.register_buffer("_train_sums", torch.zeros(len(self._train_names)), persistent=False)
         self._train_steps = 0
+        self._dataset_size: int | None = None
         self.vae = build_vae(
             image_shape=tuple(image_shape),
             latent_dim=latent_dim,
@@ -79,6 +105,11 @@ class VAEModule(pl.LightningModule):
     def architecture(self) -> dict[str, Any]:
         return {key: self.hparams[key] for key in ARCHITECTURE_KEYS}
 
+    def setup(self, stage: str) -> None:
+        """β-TC's estimator needs N, the number of examples its minibatches are drawn from."""
+        if self.hparams.objective == "beta_tc":
+            self._dataset_size = len(self.trainer.datamodule.train_set)
+
     @property
     def beta(self) -> float:
         """β now: the target value, reached linearly over `beta_warmup_steps` optimizer steps."""
@@ -86,6 +117,41 @@ class VAEModule(pl.LightningModule):
         if warmup == 0:
             return target
         return target * min(1.0, self.global_step / warmup)
+
+    @property
+    def capacity(self) -> float:
+        """The capacity objective's C now, in nats: a function of the step, so a resumed run
+        continues the schedule where it stopped."""
+        hp = self.hparams
+        return capacity_at(self.global_step, hp.capacity_max, hp.capacity_steps)
+
+    def objective(self, terms: ELBOTerms) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss to minimise now, and the objective's own terms (batch means) to log."""
+        hp = self.hparams
+        if hp.objective == "capacity":
+            return capacity_loss(terms, hp.capacity_gamma, self.capacity), {}
+        if hp.objective == "beta_tc":
+            parts = decompose_kl(terms.z, terms.mu, terms.logvar, self._dataset_size)
+            logged = {
+                "mi": parts.mutual_information.mean(),
+                "tc": parts.total_correlation.mean(),
+                "dim_kl": parts.dimension_wise_kl.mean(),
+            }
+            return beta_tc_loss(terms.recon, parts, self.beta), logged
+        return terms.loss(self.beta), {}
+
+    def _schedule(self) -> dict[str, float]:
+        """The scheduled weights and learning rate now, logged with the training means where
+        they change during the run: a flat line of a setting would take the first card of its
+        TensorBoard group, and HPARAMS has the value."""
+        hp, logged = self.hparams, {}
+        if hp.objective == "capacity":
+            logged["train/capacity"] = self.capacity
+        elif hp.beta_warmup_steps > 0:
+            logged["train/beta"] = self.beta
+        if hp.scheduler != "none":
+            logged["train/lr"] = self.optimizers().param_groups[0]["lr"]
+        return logged
 
     def forward(self, x: Tensor) -> Tensor:
         """Deterministic reconstruction, the natural meaning of calling a trained VAE."""
@@ -96,31 +162,32 @@ class VAEModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         terms = self._terms(batch)
-        beta = self.beta
-        loss = terms.loss(beta)
+        loss, logged = self.objective(terms)
         if loss.device.type == "cpu":  # elsewhere at the logging steps: see check_finite
             check_finite(loss, self.global_step + 1)
         with torch.no_grad():
-            self._train_sums += torch.stack([loss, terms.recon.mean(), terms.kl.sum(1).mean()])
+            means = [loss, terms.recon.mean(), terms.kl.sum(1).mean(), *logged.values()]
+            self._train_sums += torch.stack(means)
         self._train_steps += 1
         # Lightning writes step metrics every `log_every_n_steps` batches; logging only then,
         # the means since the last write, spares every other step the logging work and,
         # on a GPU, the host-device sync.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self._log_train_means(beta)
+            self._log_train_means()
         return loss
 
-    def _log_train_means(self, beta: float) -> None:
-        loss, recon, kl = self._train_sums / self._train_steps
+    def _log_train_means(self) -> None:
+        means = dict(zip(self._train_names, self._train_sums / self._train_steps, strict=True))
+        loss = means.pop("loss")
         check_finite(loss, self.global_step + 1)
         self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({"train/elbo": recon + kl, "train/recon": recon, "train/kl": kl})
-        # β and the learning rate only where they change during the run: a flat line of a
-        # setting would take the first card of its TensorBoard group, and HPARAMS has the value.
-        if self.hparams.beta_warmup_steps > 0:
-            self.log("train/beta", beta)
-        if self.hparams.scheduler != "none":
-            self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        self.log_dict(
+            {
+                "train/elbo": means["recon"] + means["kl"],
+                **{f"train/{name}": value for name, value in means.items()},
+                **self._schedule(),
+            }
+        )
         self._train_sums.zero_()
         self._train_steps = 0
 
@@ -138,10 +205,12 @@ class VAEModule(pl.LightningModule):
         # name (test, train), and leave the validation curves and pictures closed.
         options = {"batch_size": terms.recon.shape[0], "sync_dist": True, "logger": stage != "test"}
         self.log(f"{stage}/elbo", terms.elbo, prog_bar=True, **options)
+        loss, logged = self.objective(terms)
         others = {
-            f"{stage}/loss": terms.loss(self.beta),
+            f"{stage}/loss": loss,
             f"{stage}/recon": terms.recon.mean(),
             f"{stage}/kl": terms.kl.sum(1).mean(),
+            **{f"{stage}/{name}": value for name, value in logged.items()},
         }
         self.log_dict(others, **options)
 

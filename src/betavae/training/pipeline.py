@@ -22,6 +22,7 @@ from betavae.training.callbacks import build_callbacks
 from betavae.training.checkpoint_io import AtomicCheckpointIO
 from betavae.training.checkpointing import RunCheckpoints
 from betavae.training.checkpoints import check_checkpoint_fits, newest_readable_checkpoint
+from betavae.training.disentanglement import test_mig
 from betavae.training.divergence import Diverged
 from betavae.training.hparams import record_hparams, sweep_of
 from betavae.training.module import VAEModule
@@ -79,7 +80,12 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         OmegaConf.merge(cfg.trainer, {"enable_progress_bar": progress_bar}),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
         callbacks=[
-            *build_callbacks(cfg.callbacks, progress_bar, cfg.trainer.log_every_n_steps),
+            *build_callbacks(
+                cfg.callbacks,
+                progress_bar,
+                cfg.trainer.log_every_n_steps,
+                getattr(datamodule, "factor_names", None),
+            ),
             GracefulStop(STOP_REQUESTS, checkpoints),
             checkpoints,
         ],
@@ -100,6 +106,8 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoints.best_path, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
+    # The best checkpoint's weights, which `test` loaded into the module.
+    test.update(test_mig(module.vae, datamodule))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     metrics = final_metrics(trainer, checkpoints, test)
     return _report(trainer, run_dir, root, metrics)

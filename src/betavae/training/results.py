@@ -8,7 +8,9 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from betavae.commands import override, shell_word
+from betavae.evaluation.metrics import format_gaps
 from betavae.training.checkpointing import RunCheckpoints
+from betavae.training.disentanglement import MIG, mig_gaps
 from betavae.training.divergence import Diverged
 from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE
 from betavae.user_paths import shown_path
@@ -96,6 +98,8 @@ def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) ->
     for label, stage in rows:
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
+    if MIG in metrics:
+        lines.append(f"  {'test MIG':18}{metrics[MIG]:>10.3f}   ({format_gaps(mig_gaps(metrics))})")
     lines += [
         f"Run directory:   {shown_path(run_dir)}",
         f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",

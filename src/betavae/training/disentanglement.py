@@ -1,0 +1,89 @@
+"""How disentangled a model's code is while it trains and when it is done, on data with
+generative factors (sprites): the Mutual Information Gap of the validation split after every
+epoch (`val/mig`, a curve in TensorBoard and a metric in HPARAMS), and of the test split for the
+best checkpoint at the end (metrics.json, the summary, betavae-report).
+
+Cheap by design: μ of each validation batch (one more pass of the encoder over a split a tenth
+of the data) or one encoding pass over the test split, and histograms, no importance sampling.
+"""
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from betavae.evaluation.collect import run_split
+from betavae.evaluation.disentanglement import dimension_factors
+from betavae.evaluation.metrics import mig_metrics
+from betavae.vae import VAE
+
+MIG = "test/mig"
+VAL_MIG = "val/mig"
+# Followed by a factor's name: that factor's gap. Flat numbers like every other test/* metric.
+MIG_GAP = "test/mig_gap/"
+# Examples per forward pass: the test split is small, and this bounds memory on any device.
+_BATCH_SIZE = 500
+
+
+def test_mig(vae: VAE, datamodule: pl.LightningDataModule) -> dict[str, float]:
+    """{"test/mig": MIG, "test/mig_gap/<factor>": gap, ...} of `vae` on the test split; {} for
+    data without factors. A factor that does not vary in the split has no gap. Every DDP rank
+    measures the whole split, so all return the same numbers."""
+    factor_names = getattr(datamodule, "factor_names", None)
+    if factor_names is None:
+        return {}
+    # A plain loader over the whole split: the data module's own loaders are sharded per rank.
+    results = run_split(vae, DataLoader(datamodule.test_set, batch_size=_BATCH_SIZE))
+    measured = mig_metrics(results.mu, results.targets, factor_names)
+    metrics = {MIG: measured["mig"]}
+    gaps = measured["mig_per_factor"].items()
+    return metrics | {MIG_GAP + name: gap for name, gap in gaps if gap is not None}
+
+
+def mig_gaps(metrics: dict[str, float]) -> dict[str, float]:
+    """The per-factor gaps of a run's metrics, by factor name, in the order they were written."""
+    return {key.removeprefix(MIG_GAP): v for key, v in metrics.items() if key.startswith(MIG_GAP)}
+
+
+class ValidationMIG(Callback):
+    """Logs `val/mig` after every validation epoch, from the μ of the whole validation split
+    (gathered across DDP ranks) against its factors, and keeps the factor each dimension follows
+    for the traversal's row labels (it runs before the picture loggers)."""
+
+    def __init__(self, factor_names: tuple[str, ...]) -> None:
+        self.factor_names = factor_names
+        self.dimension_factors: list[str | None] = []
+        """The factor each latent dimension followed at the last validation (for pictures)."""
+        self._mu: list[Tensor] = []
+        self._factors: list[Tensor] = []
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mu, self._factors = [], []
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: object,
+        batch: tuple[Tensor, Tensor],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if trainer.sanity_checking:
+            return
+        with torch.no_grad():
+            mu, _ = pl_module.vae.encode(batch[0])
+        self._mu.append(mu.float())
+        self._factors.append(batch[1])
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not self._mu:
+            return
+        mu, factors = torch.cat(self._mu), torch.cat(self._factors)
+        if trainer.world_size > 1:
+            mu, factors = (pl_module.all_gather(t).flatten(0, 1) for t in (mu, factors))
+        mu, factors = mu.cpu(), factors.cpu()
+        mig = mig_metrics(mu, factors, self.factor_names)["mig"]
+        pl_module.log(VAL_MIG, mig, sync_dist=True)  # the same on every rank: all gathered
+        self.dimension_factors = dimension_factors(mu, factors, self.factor_names)

@@ -1,0 +1,85 @@
+"""Short trainings with the capacity and β-TC objectives: what they log, resume, and the MIG
+every training on sprites ends with."""
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import TINY_RUN, run_cli, scalars, tensorboard_run
+
+pytestmark = pytest.mark.slow
+
+
+def _train(cwd: Path, data_dir: Path, *overrides: str) -> Path:
+    result = run_cli([*TINY_RUN, *overrides], cwd=cwd, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (p for p in (cwd / "outputs").glob("*/*") if p.is_dir())
+    return run_dir
+
+
+def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = tensorboard_run(run_dir)
+    tags = events.Tags()["tensors"]
+    is_scalar = [events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars" for tag in tags]
+    return {
+        tag: scalars(events, tag) for tag, scalar in zip(tags, is_scalar, strict=True) if scalar
+    }
+
+
+@pytest.fixture(scope="module")
+def beta_tc_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    cwd = tmp_path_factory.mktemp("beta_tc")
+    return _train(cwd, data_dir, "model.objective=beta_tc", "model.beta=6", "trainer.max_epochs=2")
+
+
+def test_beta_tc_logs_its_three_kl_terms_at_the_logging_steps(beta_tc_run):
+    scalars = _scalars(beta_tc_run)
+    steps = [step for step, _ in scalars["train/loss"]]
+    assert steps == list(range(16))  # 8 batches an epoch, a point after each (the derived interval)
+    for name in ("mi", "tc", "dim_kl"):
+        assert [step for step, _ in scalars[f"train/{name}"]] == steps
+        assert f"val/{name}" in scalars
+    assert "train/beta" not in scalars  # a flat setting: HPARAMS has it
+    # The three terms split the KL: their sum is a one-sample estimate of it.
+    for (_, mi), (_, tc), (_, dim_kl), (_, kl) in zip(
+        scalars["train/mi"],
+        scalars["train/tc"],
+        scalars["train/dim_kl"],
+        scalars["train/kl"],
+        strict=True,
+    ):
+        assert mi + tc + dim_kl == pytest.approx(kl, abs=0.5)
+
+
+def test_capacity_follows_its_schedule_across_a_resume(tmp_path, data_dir):
+    capacity = ["model.objective=capacity", "model.capacity_max=8", "model.capacity_steps=20"]
+    run_dir = _train(tmp_path, data_dir, *capacity, "trainer.max_epochs=2")
+
+    result = run_cli([f"resume={run_dir}", "trainer.max_epochs=4"], cwd=tmp_path, data_dir=data_dir)
+
+    assert result.returncode == 0, result.stderr
+    logged = _scalars(run_dir)["train/capacity"]
+    assert [step for step, _ in logged] == list(range(32))
+    for step, value in logged:  # logged after step `step + 1`, at the value C had during it
+        assert value == pytest.approx(8 * min(1.0, step / 20))
+    assert "train/beta" not in _scalars(run_dir)
+
+
+def test_training_ends_with_the_best_checkpoints_test_mig_and_logs_val_mig_every_epoch(
+    beta_tc_run, data_dir
+):
+    metrics = json.loads((beta_tc_run / "metrics.json").read_text())
+    result = run_cli(
+        [f"run={beta_tc_run}", "k=1"], cwd=beta_tc_run, data_dir=data_dir, script="betavae-eval"
+    )
+
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((beta_tc_run / "eval/metrics-test-k=1.json").read_text())
+    assert metrics["test/mig"] == pytest.approx(evaluated["mig"])
+    for factor, gap in evaluated["mig_per_factor"].items():
+        assert metrics[f"test/mig_gap/{factor}"] == pytest.approx(gap)
+    # In TensorBoard, a curve of the validation split's MIG, at the validation steps.
+    logged = _scalars(beta_tc_run)
+    assert [step for step, _ in logged["val/mig"]] == [step for step, _ in logged["val/elbo"]]
+    assert all(0 <= value <= 1 for _, value in logged["val/mig"])
+    assert not [tag for tag in logged if tag.startswith("test/")]
