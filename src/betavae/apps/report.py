@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from betavae.apps.cli import USAGE_ERROR, exit_on_user_error
-from betavae.sweeps.jobs import read_sweep
+from betavae.sweeps.jobs import has_mig, read_sweep
 from betavae.sweeps.summary import (
     SUMMARY_CSV,
     SUMMARY_MD,
@@ -23,7 +23,7 @@ APP_NAME = "betavae-report"
 def report(sweep_dir: Path) -> str:
     """Write the summary files into `sweep_dir`; return what to print."""
     # matplotlib takes a second to import: not for `--help` or a mistake.
-    from betavae.sweeps.mig_beta import MIG_BETA_PNG, has_mig, plot_mig_against_beta
+    from betavae.sweeps.mig_beta import MIG_BETA_PNG, plot_mig_against_beta
     from betavae.sweeps.rate_distortion import RATE_DISTORTION_PNG, plot_rate_distortion
 
     jobs = read_sweep(sweep_dir)

@@ -10,6 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from betavae.config.flat import flatten
 from betavae.errors import UserError
+from betavae.evaluation.mig_keys import MIG
 from betavae.training.run_dir import (
     CONFIG_FILE,
     FINISHED,
@@ -71,6 +72,11 @@ def read_sweep(sweep_dir: Path) -> list[Job]:
 def read_job(run_dir: Path) -> Job:
     """One run directory (a sweep's job or a single run) as its config and final metrics."""
     return Job(run_dir, _config(run_dir), read_metrics(run_dir) if run_status(run_dir) else None)
+
+
+def has_mig(jobs: list[Job]) -> bool:
+    """Whether any job measured MIG (only runs on data with known factors do)."""
+    return any(job.metrics is not None and MIG in job.metrics for job in jobs)
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:

@@ -8,16 +8,11 @@ matplotlib.use("Agg")  # files only; no display on servers and CI machines
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FormatStrFormatter
 
+from betavae.evaluation.mig_keys import MIG
 from betavae.sweeps.jobs import Job
-from betavae.training.disentanglement import MIG
 
 MIG_BETA_PNG = "mig_beta.png"
 _MARKERS = {"beta": ("o", "tab:blue", "β-VAE"), "beta_tc": ("s", "tab:orange", "β-TCVAE")}
-
-
-def has_mig(jobs: list[Job]) -> bool:
-    """Whether any job measured MIG (only runs on data with known factors do)."""
-    return any(job.metrics is not None and MIG in job.metrics for job in jobs)
 
 
 def plot_mig_against_beta(jobs: list[Job], path: Path) -> None:

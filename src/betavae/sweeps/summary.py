@@ -4,9 +4,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from betavae.sweeps.jobs import Job, swept_keys
-from betavae.sweeps.mig_beta import has_mig
-from betavae.training.disentanglement import MIG
+from betavae.evaluation.mig_keys import MIG
+from betavae.sweeps.jobs import Job, has_mig, swept_keys
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"

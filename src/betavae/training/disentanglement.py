@@ -16,12 +16,9 @@ from torch.utils.data import DataLoader
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.disentanglement import dimension_factors
 from betavae.evaluation.metrics import mig_metrics
+from betavae.evaluation.mig_keys import MIG, MIG_GAP, VAL_MIG
 from betavae.vae import VAE
 
-MIG = "test/mig"
-VAL_MIG = "val/mig"
-# Followed by a factor's name: that factor's gap. Flat numbers like every other test/* metric.
-MIG_GAP = "test/mig_gap/"
 # Examples per forward pass: the test split is small, and this bounds memory on any device.
 _BATCH_SIZE = 500
 
@@ -39,11 +36,6 @@ def test_mig(vae: VAE, datamodule: pl.LightningDataModule) -> dict[str, float]:
     metrics = {MIG: measured["mig"]}
     gaps = measured["mig_per_factor"].items()
     return metrics | {MIG_GAP + name: gap for name, gap in gaps if gap is not None}
-
-
-def mig_gaps(metrics: dict[str, float]) -> dict[str, float]:
-    """The per-factor gaps of a run's metrics, by factor name, in the order they were written."""
-    return {key.removeprefix(MIG_GAP): v for key, v in metrics.items() if key.startswith(MIG_GAP)}
 
 
 class ValidationMIG(Callback):

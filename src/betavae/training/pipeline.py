@@ -52,7 +52,7 @@ from betavae.training.signals import STOP_REQUESTS
 from betavae.training.stopping import GracefulStop
 from betavae.training.tensorboard import tensorboard_logdir
 from betavae.training.trainer_setup import build_trainer, check_devices
-from betavae.user_paths import user_path
+from betavae.user_paths import shown_path, user_path
 
 
 def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str, Any]:
@@ -143,6 +143,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     # Lightning's own use of a torch API deprecated in torch 2.14.
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
+    # Lightning's all_gather (the validation MIG under DDP) uses a torch API deprecated in 2.14.
+    warnings.filterwarnings("ignore", ".*all_gather is deprecated.*")
     # On a machine with SLURM's commands, a hint to use srun: sweeps submit through
     # hydra/launcher=slurm instead, and a run started by hand is meant to run here.
     warnings.filterwarnings("ignore", ".*The `srun` command is available on your system.*")
@@ -192,6 +194,8 @@ def _continue_from(run_dir: Path) -> Path | None:
             print(f"resume: {notice}")
         if checkpoint is None:
             clear_unfinished_attempt(run_dir)
+        else:
+            print(f"Continuing from {shown_path(checkpoint)}")
     return checkpoint
 
 

@@ -9,8 +9,8 @@ from omegaconf import DictConfig
 
 from betavae.commands import override, shell_word
 from betavae.evaluation.metrics import format_gaps
+from betavae.evaluation.mig_keys import MIG, mig_gaps
 from betavae.training.checkpointing import RunCheckpoints
-from betavae.training.disentanglement import MIG, mig_gaps
 from betavae.training.divergence import Diverged
 from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE
 from betavae.user_paths import shown_path
