@@ -43,7 +43,7 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
     sweep = tmp_path / "sweep"
     (submission,) = sweep.glob(".submitit/*/*_submission.sh")
     sbatch = submission.read_text()
-    # One array of two jobs; Lightning's requeue signal instead of submitit's SIGUSR2.
+    # One array of two jobs; betavae's requeue signal instead of submitit's SIGUSR2.
     assert "#SBATCH --array=0-1%2" in sbatch
     assert "#SBATCH --signal=USR1@120" in sbatch
     assert "#SBATCH --requeue" in sbatch
