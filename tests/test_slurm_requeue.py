@@ -19,6 +19,8 @@ import torch
 from helpers import SLURM_CPU, console_script, run_cli, slurm_job
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from betavae.training.hparams import HPARAMS_FILE
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # 4,000 sprites: 3,200 for training, 50 steps of 64 per epoch; one CPU per job.
@@ -63,16 +65,20 @@ def _slurm_job_id(sweep: Path) -> str:
     return submission.parent.name
 
 
-def _finish(process: subprocess.Popen, job_ids: list[str], timeout: float = 400) -> int:
+def _finish(
+    process: subprocess.Popen, job_ids: list[str], time_limit_min: int | None = None
+) -> int:
     """Wait for the sweep command, starting requeued jobs at once instead of after SLURM's
-    two-minute hold on them (their BeginTime)."""
-    deadline = time.monotonic() + timeout
+    two-minute hold on them (their BeginTime), with `time_limit_min` if given."""
+    deadline = time.monotonic() + 400
+    limit = [] if time_limit_min is None else [f"TimeLimit={time_limit_min}"]
     try:
         while process.poll() is None:
             assert time.monotonic() < deadline, "the sweep did not finish"
             for job_id in job_ids:
                 if slurm_job(job_id, timeout=0).get("Reason") == "BeginTime":
-                    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
+                    update = ["scontrol", "update", f"JobId={job_id}", *limit, "StartTime=now"]
+                    subprocess.run(update, check=True)
             time.sleep(0.5)
         return process.returncode
     finally:
@@ -81,10 +87,10 @@ def _finish(process: subprocess.Popen, job_ids: list[str], timeout: float = 400)
             process.wait()
 
 
-def _steps_per_attempt(tensorboard: Path) -> list[list[int]]:
+def _steps_per_attempt(job_dir: Path) -> list[list[int]]:
     """The steps of `train/loss` in each training process's event file, oldest first."""
     attempts = []
-    for events in sorted(tensorboard.glob("events.out.tfevents.*"), key=lambda p: p.name):
+    for events in sorted(job_dir.glob("events.out.tfevents.*"), key=lambda p: p.name):
         steps = [
             event.step
             for event in EventFileLoader(str(events)).Load()
@@ -102,17 +108,17 @@ def _assert_every_step_ran_once(job_dir: Path, epochs: int) -> list[list[int]]:
         epochs * STEPS_PER_EPOCH
     )
     runs = {events.parent for events in job_dir.rglob("events.out.tfevents.*")}
-    assert runs == {job_dir / "tensorboard"}
-    attempts = _steps_per_attempt(job_dir / "tensorboard")
+    assert runs == {job_dir}
+    attempts = _steps_per_attempt(job_dir)
     steps = [step for attempt in attempts for step in attempt]
     assert steps == list(range(epochs * STEPS_PER_EPOCH))
     return attempts
 
 
-def _resumed_from(sweep: Path, job_id: str) -> list[Path]:
+def _resumed_from(job_dir: Path) -> list[Path]:
     """The checkpoints the job's restarts continued from (not the best one its test loads)."""
-    logs = "".join(log.read_text() for log in sweep.glob(f".submitit/{job_id}/*_log.err"))
-    return [Path(path) for path in RESTORED.findall(logs) if not path.endswith("/best.ckpt")]
+    log = (job_dir / "train.log").read_text()
+    return [Path(path) for path in RESTORED.findall(log) if not path.endswith("/best.ckpt")]
 
 
 def test_a_requeued_job_continues_from_the_step_it_was_stopped_at(
@@ -132,38 +138,44 @@ def test_a_requeued_job_continues_from_the_step_it_was_stopped_at(
     assert slurm_job(job_id)["Restarts"] == "1"
     first, second = _assert_every_step_ran_once(sweep / "0", epochs)
     # The restart read the checkpoint written when SLURM stopped the first attempt.
-    assert _resumed_from(sweep, job_id) == [sweep / "0/checkpoints/last.ckpt"]
+    assert _resumed_from(sweep / "0") == [sweep / "0/checkpoints/last.ckpt"]
     assert second[0] == first[-1] + 1
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_finishes_the_same_steps(
     slurm_cluster, tmp_path, data_dir
 ):
-    # SIGUSR1 5 s before a 1-minute limit; SLURM checks limits every 30 s, so it comes 25 to
-    # 55 s after the start. Training takes longer than that (about 100 s on one of this
-    # project's CPU cores), so the job is requeued at least once.
-    epochs = 90
-    limit = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5"]
-    args = ["-m", *SLURM_CPU, *limit, *TRAINING, f"trainer.max_epochs={epochs}"]
+    epochs = 120
+    # SIGUSR1 30 s before the time limit; SLURM checks limits every 30 s and signals early
+    # rather than late, so a job whose limit is cut to 1 minute once it trains is signalled at
+    # the next check, within 30 s, while it trains on (for 60 s or more on one of this
+    # project's CPU cores). Cut before training, the limit could signal it during its start-up.
+    signal_30s_before = ["hydra.launcher.signal_delay_s=30"]
+    args = ["-m", *SLURM_CPU, *signal_30s_before, *TRAINING, f"trainer.max_epochs={epochs}"]
     process = _start_sweep([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
     sweep = tmp_path / "sweep"
     job_id = _slurm_job_id(sweep)
+    _wait_for(lambda: (sweep / "0/checkpoints/last.ckpt").is_file(), "the first epoch")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
 
-    assert _finish(process, [job_id]) == 0
+    # Started again with the sweep's own time limit, the job finishes.
+    assert _finish(process, [job_id], time_limit_min=10) == 0
 
     job = slurm_job(job_id)
-    # COMPLETED also when the last attempt's signal comes as the job exits.
-    assert job["JobState"] == "COMPLETED"
-    restarts = int(job["Restarts"])
-    assert restarts >= 1
-    assert len(_assert_every_step_ran_once(sweep / "0", epochs)) == 1 + restarts
-    assert _resumed_from(sweep, job_id) == [sweep / "0/checkpoints/last.ckpt"] * restarts
+    assert (job["JobState"], job["Restarts"]) == ("COMPLETED", "1")
+    first, _ = _assert_every_step_ran_once(sweep / "0", epochs)
+    stderr = "".join(log.read_text() for log in sweep.glob(f".submitit/{job_id}/*_log.err"))
+    stopped = f"betavae-train: stopped by SIGUSR1 at step {first[-1] + 1}; requeued SLURM job"
+    assert f"{stopped} {job_id}, which continues when SLURM starts it again" in stderr
+    assert _resumed_from(sweep / "0") == [sweep / "0/checkpoints/last.ckpt"]
 
 
 def _run_files(job_dir: Path) -> dict[Path, int]:
     """The job's files and their times of change, less the records of its launches, a skipped
-    one too: Hydra writes `.hydra/` before it, and submitit's log lines go to train.log."""
-    files = (p for p in job_dir.rglob("*") if p.is_file() and p.parts[-1] != "train.log")
+    one too (Hydra writes `.hydra/` before it, submitit's log lines go to train.log), and the
+    sweep's HPARAMS experiment, which a training job writes into every job of its sweep."""
+    shared = ("train.log", HPARAMS_FILE)
+    files = (p for p in job_dir.rglob("*") if p.is_file() and p.name not in shared)
     return {p: p.stat().st_mtime_ns for p in files if ".hydra" not in p.parts}
 
 
@@ -187,7 +199,7 @@ def test_scancel_leaves_a_resumable_job_that_resume_auto_finishes(
     process.wait()
     assert not (cancelled / "metrics.json").exists()
     # The checkpoint is of the step the job was stopped at: the last one it logged.
-    (stopped_steps,) = _steps_per_attempt(cancelled / "tensorboard")
+    (stopped_steps,) = _steps_per_attempt(cancelled)
     checkpoint = torch.load(cancelled / "checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == stopped_steps[-1] + 1
     untouched = _run_files(finished)
