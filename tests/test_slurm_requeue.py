@@ -121,6 +121,11 @@ def _resumed_from(job_dir: Path) -> list[Path]:
     return [Path(path) for path in RESTORED.findall(log) if not path.endswith("/best.ckpt")]
 
 
+def _job_stderr(sweep: Path, job_id: str) -> str:
+    """What the job's attempts wrote to stderr, where betavae-train says how it stopped."""
+    return "".join(log.read_text() for log in sorted(sweep.glob(f".submitit/{job_id}/*_log.err")))
+
+
 def test_a_requeued_job_continues_from_the_step_it_was_stopped_at(
     slurm_cluster, tmp_path, data_dir
 ):
@@ -140,6 +145,10 @@ def test_a_requeued_job_continues_from_the_step_it_was_stopped_at(
     # The restart read the checkpoint written when SLURM stopped the first attempt.
     assert _resumed_from(sweep / "0") == [sweep / "0/checkpoints/last.ckpt"]
     assert second[0] == first[-1] + 1
+    assert (
+        f"betavae-train: stopped by SIGTERM at step {second[0]}; SLURM requeued job {job_id}, "
+        "which continues when SLURM starts it again"
+    ) in _job_stderr(sweep, job_id)
 
 
 def test_a_job_at_its_time_limit_is_requeued_and_finishes_the_same_steps(
@@ -164,9 +173,10 @@ def test_a_job_at_its_time_limit_is_requeued_and_finishes_the_same_steps(
     job = slurm_job(job_id)
     assert (job["JobState"], job["Restarts"]) == ("COMPLETED", "1")
     first, _ = _assert_every_step_ran_once(sweep / "0", epochs)
-    stderr = "".join(log.read_text() for log in sweep.glob(f".submitit/{job_id}/*_log.err"))
     stopped = f"betavae-train: stopped by SIGUSR1 at step {first[-1] + 1}; requeued SLURM job"
-    assert f"{stopped} {job_id}, which continues when SLURM starts it again" in stderr
+    assert f"{stopped} {job_id}, which continues when SLURM starts it again" in _job_stderr(
+        sweep, job_id
+    )
     assert _resumed_from(sweep / "0") == [sweep / "0/checkpoints/last.ckpt"]
 
 
@@ -194,14 +204,24 @@ def test_scancel_leaves_a_resumable_job_that_resume_auto_finishes(
     subprocess.run(["scancel", f"{array_id}_1"], check=True)
     assert slurm_job(f"{array_id}_1")["JobState"] == "CANCELLED"
     assert slurm_job(f"{array_id}_0")["JobState"] == "COMPLETED"
-    # Without accounting (sacct) submitit cannot see the cancelled job end: stop the command.
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    # Without accounting (sacct) submitit cannot see the cancelled job end: Ctrl-C the command.
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=30) == 128 + signal.SIGINT
+    assert (tmp_path / "sweep.log").read_text().splitlines()[-1] == (
+        "betavae-train: stopped by SIGINT while it waited for its SLURM jobs; the sweep's SLURM "
+        "jobs run on without it (squeue lists them); once none is queued or running, rerun it "
+        "with hydra.sweep.dir=<the sweep output dir it printed> resume=auto to finish the sweep"
+    )
     assert not (cancelled / "metrics.json").exists()
     # The checkpoint is of the step the job was stopped at: the last one it logged.
     (stopped_steps,) = _steps_per_attempt(cancelled)
     checkpoint = torch.load(cancelled / "checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == stopped_steps[-1] + 1
+    assert (
+        f"betavae-train: stopped by SIGTERM at step {stopped_steps[-1] + 1}; to finish the "
+        "sweep, rerun its command with hydra.sweep.dir=sweep resume=auto once none of its jobs "
+        "is queued or running"
+    ) in _job_stderr(sweep, f"{array_id}_1")
     untouched = _run_files(finished)
 
     result = run_cli([*args, "resume=auto"], tmp_path, data_dir)
