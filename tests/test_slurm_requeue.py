@@ -19,6 +19,7 @@ import torch
 from helpers import SLURM_CPU, console_script, run_cli, slurm_job
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from betavae.commands import shell_word
 from betavae.training.hparams import HPARAMS_FILE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -208,9 +209,9 @@ def test_scancel_leaves_a_resumable_job_that_resume_auto_finishes(
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=30) == 128 + signal.SIGINT
     assert (tmp_path / "sweep.log").read_text().splitlines()[-1] == (
-        "betavae-train: stopped by SIGINT while it waited for its SLURM jobs; the sweep's SLURM "
-        "jobs run on without it (squeue lists them); once none is queued or running, rerun it "
-        "with hydra.sweep.dir=<the sweep output dir it printed> resume=auto to finish the sweep"
+        "betavae-train: stopped by SIGINT; its SLURM jobs run on without it (squeue lists "
+        "them); once none is queued or running, finish the sweep with: betavae-train "
+        f"{' '.join(map(shell_word, args[:-1]))} hydra.sweep.dir=sweep resume=auto"
     )
     assert not (cancelled / "metrics.json").exists()
     # The checkpoint is of the step the job was stopped at: the last one it logged.
