@@ -7,9 +7,11 @@ import pytest
 import torch
 import yaml
 from helpers import TINY_RUN, event_file_pids, run_cli
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from betavae.apps.multirun_job import (
+    continue_restarted_slurm_job,
     give_parallel_job_its_device,
     give_slurm_job_its_ranks,
     job_name_overrides,
@@ -86,7 +88,7 @@ def test_sweep_jobs_are_named_by_the_swept_keys_only(argv, excluded):
     assert job_name_overrides(argv) == expected
 
 
-def test_slurm_launcher_gives_each_gpu_a_task_and_lightning_the_requeue_signal(compose_train):
+def test_slurm_launcher_gives_each_gpu_a_task_and_the_job_the_requeue_signal(compose_train):
     register_resolvers()
     launcher = compose_train(["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
 
@@ -95,7 +97,7 @@ def test_slurm_launcher_gives_each_gpu_a_task_and_lightning_the_requeue_signal(c
     assert launcher.partition is None
     assert (launcher.timeout_min, launcher.nodes, launcher.cpus_per_task) == (240, 1, 8)
     assert launcher.gpus_per_node == launcher.tasks_per_node == 1
-    # SIGUSR1 is Lightning's SLURMEnvironment requeue signal (submitit would send SIGUSR2).
+    # SIGUSR1, the signal betavae stops and requeues the job at (submitit would send SIGUSR2).
     assert launcher.additional_parameters.signal == "USR1@120"
 
     overrides = ["hydra.launcher.gpus_per_node=4", "hydra.launcher.signal_delay_s=300"]
@@ -112,7 +114,7 @@ def _trainer_under_slurm(devices: object, num_nodes: int) -> tuple:
     cfg = OmegaConf.create({"trainer": {"devices": devices, "num_nodes": num_nodes}})
     target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     launcher = {"_target_": target, "tasks_per_node": 2, "nodes": 3}
-    return cfg, OmegaConf.create({"launcher": launcher})
+    return cfg, OmegaConf.create({"mode": RunMode.MULTIRUN, "launcher": launcher})
 
 
 def test_slurm_jobs_take_their_ranks_from_the_launcher_and_refuse_other_counts():
@@ -123,6 +125,19 @@ def test_slurm_jobs_take_their_ranks_from_the_launcher_and_refuse_other_counts()
     cfg, hydra_cfg = _trainer_under_slurm(4, 1)
     with pytest.raises(UserError, match=r"^trainer\.devices=4: under hydra/launcher=slurm each "):
         give_slurm_job_its_ranks(cfg, hydra_cfg)
+
+
+def test_a_slurm_job_that_slurm_started_again_continues_its_run(monkeypatch):
+    cfg, hydra_cfg = _trainer_under_slurm("auto", 1)
+    cfg.resume = None
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    continue_restarted_slurm_job(cfg, hydra_cfg)
+    assert cfg.resume is None
+
+    # Requeued (by itself at its time limit, by `scontrol requeue`, by preemption): resume=auto.
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    continue_restarted_slurm_job(cfg, hydra_cfg)
+    assert cfg.resume == "auto"
 
 
 @pytest.mark.slow

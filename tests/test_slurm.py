@@ -43,7 +43,7 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
     sweep = tmp_path / "sweep"
     (submission,) = sweep.glob(".submitit/*/*_submission.sh")
     sbatch = submission.read_text()
-    # One array of two jobs; Lightning's requeue signal instead of submitit's SIGUSR2.
+    # One array of two jobs; betavae's requeue signal instead of submitit's SIGUSR2.
     assert "#SBATCH --array=0-1%2" in sbatch
     assert "#SBATCH --signal=USR1@120" in sbatch
     assert "#SBATCH --requeue" in sbatch
@@ -89,11 +89,15 @@ def test_ddp_runs_as_two_slurm_tasks_in_one_run_directory(slurm_cluster, tmp_pat
 
     assert result.returncode == 0, result.stderr
     sweep = tmp_path / "sweep"
-    # Two tasks of one SLURM job, ranks 0 and 1 of a gloo process group.
+    # Two tasks of one SLURM job, ranks 0 and 1 of a gloo process group; only rank 0 writes
+    # the job's train.log (Lightning's messages).
     (rank0_log,) = sweep.glob(".submitit/*/*_0_log.err")
     (rank1_log,) = sweep.glob(".submitit/*/*_1_log.err")
     assert "global_rank=1(2)" in rank1_log.with_suffix(".out").read_text()
-    assert "Starting with 2 processes" in (sweep / "0/train.log").read_text()
+    log = (sweep / "0/train.log").read_text()
+    assert "Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2" in log
+    assert "Starting with 2 processes" in log
+    assert "GLOBAL_RANK: 1" not in log
     # Nothing on either task's stderr: no warning a user cannot act on.
     assert rank0_log.read_text() == rank1_log.read_text() == ""
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == [

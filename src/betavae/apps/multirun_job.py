@@ -5,6 +5,7 @@ worker processes (`hydra/launcher=parallel`, joblib), or as SLURM jobs (`hydra/l
 submitit; SLURM starts the ranks and Lightning's SLURMEnvironment reads them).
 """
 
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from betavae.apps.cli import is_override
 from betavae.errors import UserError
+from betavae.training.run_dir import AUTO_RESUME
 
 _JOBLIB_LAUNCHER = "JoblibLauncher"
 _SLURM_LAUNCHER = "SlurmLauncher"
@@ -140,7 +142,7 @@ def give_slurm_job_its_ranks(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     `num_nodes` other than the tasks per node and nodes that sbatch was given, so those two
     launcher keys decide the layout; `trainer.devices=auto` would mean one device on a CPU.
     """
-    if not hydra_cfg.launcher._target_.endswith(_SLURM_LAUNCHER):
+    if not runs_as_slurm_job(hydra_cfg):
         return
     launcher = hydra_cfg.launcher
     wanted = {"devices": launcher.tasks_per_node, "num_nodes": launcher.nodes}
@@ -154,6 +156,43 @@ def give_slurm_job_its_ranks(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
             )
     with open_dict(cfg.trainer):
         cfg.trainer.update(wanted)
+
+
+def runs_as_slurm_job(hydra_cfg: DictConfig) -> bool:
+    """Whether this job runs as a SLURM job (`hydra/launcher=slurm`), where submitit calls the
+    task function: nothing of the sweep command's process is around it."""
+    launcher = hydra_cfg.launcher._target_
+    return hydra_cfg.mode == RunMode.MULTIRUN and launcher.endswith(_SLURM_LAUNCHER)
+
+
+def log_only_from_rank_zero(hydra_cfg: DictConfig) -> None:
+    """In a SLURM job of several tasks (DDP ranks) only rank 0 writes the job's train.log.
+
+    submitit runs every task with the job's logging config; a rank that Lightning starts is
+    given `hydra/job_logging=disabled` on its command line instead (`apps.train`).
+    """
+    if not runs_as_slurm_job(hydra_cfg) or os.environ.get("SLURM_PROCID", "0") == "0":
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def continue_restarted_slurm_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """A SLURM job that SLURM started again (requeued at its time limit, by `scontrol requeue`
+    or by preemption) continues its run, as `resume=auto` would: skipped if it had ended, else
+    continued in its directory from its newest checkpoint. SLURM counts the starts in
+    SLURM_RESTART_COUNT.
+    """
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    if not runs_as_slurm_job(hydra_cfg) or restarts == 0 or cfg.resume is not None:
+        return
+    with open_dict(cfg):
+        cfg.resume = AUTO_RESUME
+    if os.environ.get("SLURM_PROCID", "0") == "0":
+        print(f"SLURM restart {restarts} of this job: continuing its run, as resume={AUTO_RESUME}")
 
 
 @contextmanager

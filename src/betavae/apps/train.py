@@ -24,12 +24,20 @@ from betavae.apps.cli import (
 )
 from betavae.apps.hydra_callbacks import DIVERGED_EXIT
 from betavae.apps.multirun_job import (
+    continue_restarted_slurm_job,
     ddp_ranks_run_this_job,
     give_parallel_job_its_device,
     give_slurm_job_its_ranks,
     job_name_overrides,
+    log_only_from_rank_zero,
     register_resolvers,
     require_slurm,
+    runs_as_slurm_job,
+)
+from betavae.apps.slurm_requeue import (
+    ignore_requeue_signal,
+    slurm_jobs_run_on,
+    what_happens_next,
 )
 from betavae.apps.sweep_resume import check_sweep_can_resume
 from betavae.commands import override, shell_word
@@ -56,6 +64,10 @@ def _hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir, task_overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
     try:
+        # At once: in a SLURM job submitit calls this function (not `main`), and SLURM may send
+        # its time-limit signal within seconds of the start (it checks limits every 30 s).
+        STOP_REQUESTS.install()
+        log_only_from_rank_zero(hydra_cfg)
         with exit_on_user_error(APP_NAME):
             with removed_if_start_fails(run_dir, Path(cfg.paths.output_dir)):
                 validate(cfg)
@@ -64,10 +76,16 @@ def _hydra_main(cfg: DictConfig) -> float:
             with ddp_ranks_run_this_job(run_dir, task_overrides):
                 give_parallel_job_its_device(cfg, hydra_cfg)
                 give_slurm_job_its_ranks(cfg, hydra_cfg)
+                continue_restarted_slurm_job(cfg, hydra_cfg)
                 metrics = pipeline.train(cfg, run_dir, task_overrides)
     except RunStopped as stopped:
         stopped.run_dir = run_dir
+        if runs_as_slurm_job(hydra_cfg):
+            # Nothing above catches it there; an exception would be recorded as the job's failure.
+            _stopped(stopped, [], slurm_job=True)
         raise
+    if runs_as_slurm_job(hydra_cfg):
+        ignore_requeue_signal()
     if metrics["status"] == "diverged":
         from betavae.training.results import diverged_line
 
@@ -85,12 +103,17 @@ def _continue_command(stopped: RunStopped, argv: list[str]) -> str | None:
         sweep_dir = _sweep_dir(run_dir)
         if sweep_dir is None or not any(sweep_dir.glob(f"*/{CONFIG_FILE}")):
             return None
-        keep = [shell_word(a) for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
-        sweep = [override("hydra.sweep.dir", shown_path(sweep_dir)), f"resume={AUTO_RESUME}"]
-        return " ".join([APP_NAME, *keep, *sweep])
+        return _sweep_command(argv, sweep_dir)
     if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
         return None
     return f"{APP_NAME} {override('resume', shown_path(run_dir))}"
+
+
+def _sweep_command(argv: list[str], sweep_dir: Path) -> str:
+    """The sweep's command, continuing the sweep in `sweep_dir`."""
+    keep = [shell_word(a) for a in argv if not a.startswith(("resume=", "hydra.sweep.dir="))]
+    sweep = [override("hydra.sweep.dir", shown_path(sweep_dir)), f"resume={AUTO_RESUME}"]
+    return " ".join([APP_NAME, *keep, *sweep])
 
 
 def _sweep_dir(job_dir: Path | None) -> Path | None:
@@ -101,20 +124,29 @@ def _sweep_dir(job_dir: Path | None) -> Path | None:
     return hydra_callbacks.SWEEP_DIR
 
 
-def _stopped(stopped: RunStopped, argv: list[str]) -> None:
-    """Tell how the run was stopped and how to continue it; exit 128 + the signal number."""
+def _stopped(stopped: RunStopped, argv: list[str], slurm_job: bool = False) -> None:
+    """Tell how the run was stopped and how it goes on; exit 128 + the signal number."""
     if _process_rank() == 0:
-        command = _continue_command(stopped, argv)
         if stopped.step is not None:
             at = f" at step {stopped.step}"
         else:  # in a sweep, jobs of other processes may have trained: each saved its step
             at = "" if is_multirun(argv) else " before training started"
-        if command is None:
-            line = f"stopped by {stopped.signal_name}{at}; nothing was written, start it again"
+        slurm_sweep = hydra_callbacks.SWEEP_DIR if _submits_to_slurm(argv) else None
+        if slurm_job:
+            then = what_happens_next(stopped, stopped.run_dir.parent)
+        elif slurm_sweep is not None:
+            then = slurm_jobs_run_on(_sweep_command(argv, slurm_sweep))
+        elif (command := _continue_command(stopped, argv)) is not None:
+            then = f"continue with: {command}"
         else:
-            line = f"stopped by {stopped.signal_name}{at}; continue with: {command}"
-        print(f"{APP_NAME}: {line}", file=sys.stderr)
+            then = "nothing was written, start it again"
+        print(f"{APP_NAME}: stopped by {stopped.signal_name}{at}; {then}", file=sys.stderr)
     sys.exit(stopped.exit_status)
+
+
+def _submits_to_slurm(argv: list[str]) -> bool:
+    """Whether this command submits its sweep's jobs to SLURM, where they run without it."""
+    return is_multirun(argv) and command_line_value(argv, "hydra/launcher") == "slurm"
 
 
 def _process_rank() -> int:

@@ -74,17 +74,13 @@ def _saved_step(path: Path) -> int | None:
 def newest_readable_checkpoint(run_dir: Path) -> tuple[Path | None, str | None]:
     """Where to continue a run from: the readable checkpoint of the run with the most steps,
     last.ckpt on a tie. That is last.ckpt unless it cannot be read (a full disk, a copy cut
-    short) or a SLURM requeue checkpoint (`hpc_ckpt_<n>.ckpt`) is newer.
+    short).
 
     Returns (checkpoint or None if there is none, a line saying why another checkpoint than
     last.ckpt was chosen, or None). Nothing is deleted: an unreadable file stays to inspect.
     """
     last = run_dir / LAST_CHECKPOINT
-    candidates = [
-        last,
-        run_dir / CHECKPOINT_DIR / BEST_NAME,
-        *sorted(run_dir.glob("hpc_ckpt_*.ckpt")),
-    ]
+    candidates = [last, run_dir / CHECKPOINT_DIR / BEST_NAME]
     readable = [(step, path) for path in candidates if (step := _saved_step(path)) is not None]
     if not readable:
         if last.is_file():

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.training.callbacks import build_callbacks
@@ -89,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
             GracefulStop(STOP_REQUESTS, checkpoints),
             checkpoints,
         ],
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *_cluster_environment()],
         default_root_dir=run_dir,
         # One line of ours (below) says what is trained, instead of Lightning's table.
         enable_model_summary=False,
@@ -160,6 +161,12 @@ def _quiet_lightning() -> None:
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
         logger.propagate = True
+
+
+def _cluster_environment() -> list[SLURMEnvironment]:
+    """Under SLURM, Lightning's SLURMEnvironment without its requeue handler: SIGUSR1 is ours
+    (`signals`), so that the job stops at a step boundary with a checkpoint of that step."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _stop_per_step_cuda_probes() -> None:

@@ -7,7 +7,9 @@ process at once: nothing would be lost. Once it trains, the signal is only recor
 continues it exactly. A second signal stops the process at once, as a second Ctrl-C is meant
 to; checkpoints are written atomically, so the last one stays readable.
 
-Under SLURM, SIGUSR1 is left to Lightning's own requeue handling. This module imports
+SLURM sends SIGUSR1 before a job's time limit (`sbatch --signal=USR1@<seconds>`); it stops the
+run like SIGTERM, and a sweep's SLURM job then requeues itself (`apps.slurm_requeue`). Not
+Lightning: its handler saves a checkpoint in the middle of a step. This module imports
 nothing heavy, so the apps install the handlers before importing torch.
 """
 
@@ -39,10 +41,7 @@ class RunStopped(BaseException):
         return 128 + self.signum
 
 
-def _handled_signals() -> tuple[int, ...]:
-    if os.environ.get("SLURM_JOB_ID"):
-        return (signal.SIGTERM, signal.SIGINT)
-    return (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class StopRequests:
@@ -56,7 +55,7 @@ class StopRequests:
     def install(self) -> None:
         """(Re)register the handlers; a no-op outside the main thread, where Python has none."""
         if threading.current_thread() is threading.main_thread():
-            for signum in _handled_signals():
+            for signum in HANDLED_SIGNALS:
                 signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

@@ -1,8 +1,9 @@
 """Ending a training run at a signal, at a moment from which it can be continued exactly.
 
 During training the run finishes the optimizer step in progress, writes `last.ckpt` of exactly
-that step, and raises `RunStopped`. A signal during the last batch of an epoch or during its
-validation lets the epoch end first (see `checkpointing` for why), so its checkpoint is whole.
+that step, logs it, and raises `RunStopped` before the next batch is trained. A signal during
+the last batch of an epoch or during its validation lets the epoch end first (see
+`checkpointing` for why), so its checkpoint is whole.
 During the final test the run stops at once: the training's checkpoints are complete, and no
 test result is written. Nothing marks the run finished; the app exits with 128 + the signal.
 """
@@ -26,6 +27,8 @@ class GracefulStop(Callback):
     def __init__(self, requests: StopRequests, checkpoints: RunCheckpoints) -> None:
         self.requests = requests
         self.checkpoints = checkpoints
+        # The signal whose checkpoint has been saved, the run stopping at the next batch.
+        self._saved_for: int | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning has put its own SIGTERM handler in front of ours by now (it ends the run
@@ -44,7 +47,16 @@ class GracefulStop(Callback):
         signum = self._agreed_request(trainer)
         if signum and not is_last_batch(trainer):
             self.checkpoints.save_last(trainer)
-            raise RunStopped(signum, trainer.global_step)
+            self._saved_for = signum
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, batch_idx: int
+    ) -> None:
+        # Stopping here, not where the checkpoint was saved: Lightning logs a step's metrics
+        # after `on_train_batch_end`, so the saved step would otherwise never reach TensorBoard.
+        # Nothing has been trained since the checkpoint.
+        if self._saved_for is not None:
+            raise RunStopped(self._saved_for, trainer.global_step)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A stop that came late in the previous epoch: its end wrote last.ckpt.
