@@ -16,7 +16,7 @@ from betavae.data.base import BaseDataModule
 from betavae.errors import UserError
 from betavae.training.checkpoints import checkpoint_hparams
 from betavae.training.module import VAEModule
-from betavae.training.run_dir import BEST_CHECKPOINT, CONFIG_FILE, locate_run
+from betavae.training.run_dir import CONFIG_FILE, locate_run
 from betavae.user_paths import user_path
 from betavae.vae import VAE
 
@@ -32,13 +32,6 @@ class LoadedRun:
     @property
     def vae(self) -> VAE:
         return self.module.vae
-
-    def results_dir(self, name: str) -> Path:
-        """Where an app writes: `<run>/<name>` for the best checkpoint, else one per checkpoint,
-        so results of different checkpoints never overwrite each other."""
-        if self.checkpoint.resolve() == (self.run_dir / BEST_CHECKPOINT).resolve():
-            return self.run_dir / name
-        return self.run_dir / f"{name}-{self.checkpoint.stem}"
 
     def datamodule(self, data: DictConfig | None = None) -> BaseDataModule:
         """The data to use the model on, set up and checked to fit it: `data` where it names a

@@ -5,20 +5,17 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from betavae.apps.usage import data_split, examples, open_run, require_new_results, results_stem
+from betavae.apps.usage import data_split, examples, open_run
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.plots import latent_scatter
 from betavae.user_paths import shown_path
 
 
-def encode(cfg: DictConfig) -> Path:
+def encode(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     """Write `<run>/latents/<split>.npz` (mu, logvar, targets, labels, index) and a scatter."""
     run = open_run(cfg)
-    out_dir = run.results_dir("latents")
-    path = out_dir / f"{results_stem(cfg)}.npz"
-    plot = out_dir / f"{results_stem(cfg)}_scatter.png"
-    require_new_results(cfg, [path, plot])
+    path, plot = paths["latents"], paths["scatter"]
     datamodule = run.datamodule(cfg.data)
     split = datamodule.split_set(data_split(cfg))
     results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)))
@@ -34,7 +31,7 @@ def encode(cfg: DictConfig) -> Path:
         arrays["labels"] = labels.numpy()
     if factor_names is not None:
         arrays["factor_names"] = np.array(factor_names)
-    out_dir.mkdir(exist_ok=True)
+    path.parent.mkdir(exist_ok=True)
     np.savez(path, **arrays)
     label_name = factor_names[0] if factor_names is not None else "label"
     latent_scatter(results.mu, labels, label_name, plot)

@@ -10,9 +10,6 @@ from betavae.apps.usage import (
     data_split,
     examples,
     open_run,
-    require_new_results,
-    results_stem,
-    variant,
 )
 from betavae.data.base import class_labels
 from betavae.evaluation.collect import run_split
@@ -25,17 +22,11 @@ from betavae.evaluation.metrics import (
 )
 from betavae.user_paths import shown_path
 
-METRICS_FILE = "metrics.json"
 
-
-def evaluate(cfg: DictConfig) -> Path:
+def evaluate(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     """Compute every metric the data allows, write them to `<run>/eval/`, print a table."""
     run = open_run(cfg)
-    out_dir = run.results_dir("eval")
-    # The run's own test split with the default options is the usual case: the plain name.
-    stem = f"{results_stem(cfg)}{variant(cfg, ['k', 'seed'])}"
-    path = out_dir / (METRICS_FILE if stem == "test" else f"metrics-{stem}.json")
-    require_new_results(cfg, [path])
+    path = paths["metrics"]
     datamodule = run.datamodule(cfg.data)
     results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)), iwae_k=cfg.k)
     image_shape = tuple(run.module.hparams.image_shape)
@@ -57,7 +48,7 @@ def evaluate(cfg: DictConfig) -> Path:
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))
-    out_dir.mkdir(exist_ok=True)
+    path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2) + "\n")
     print(table(metrics))
     print(f"Metrics: {shown_path(path)}")

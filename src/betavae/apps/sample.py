@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from betavae.apps.usage import open_run, require_new_results, variant
+from betavae.apps.usage import open_run
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.disentanglement import dimension_factors
@@ -15,16 +15,9 @@ from betavae.evaluation.pictures import grid, interpolation, traversal, traversa
 from betavae.user_paths import shown_path
 
 
-def sample(cfg: DictConfig) -> list[Path]:
+def sample(cfg: DictConfig, paths: dict[str, Path]) -> list[Path]:
     """Prior samples, and (from test images) traversals and interpolations, as PNG files."""
     run = open_run(cfg)
-    out_dir = run.results_dir("samples")
-    names = {"prior": f"prior{variant(cfg, ['n', 'seed'])}.png"}
-    if cfg.traverse:
-        names["traversal"] = f"traversal{variant(cfg, ['span', 'steps'])}.png"
-    if cfg.interpolate:
-        names["interpolation"] = f"interpolation{variant(cfg, ['steps', 'pairs'])}.png"
-    require_new_results(cfg, [out_dir / name for name in names.values()])
     datamodule = run.datamodule(cfg.data)
     vae = run.vae
     device = next(vae.parameters()).device
@@ -56,11 +49,9 @@ def sample(cfg: DictConfig) -> list[Path]:
             pairs = mu[: 2 * cfg.pairs].view(cfg.pairs, 2, -1)
             lines = interpolation(vae, pairs[:, 0], pairs[:, 1], cfg.steps)
             grids["interpolation"] = grid(lines, cfg.steps)
+    out_dir = paths["prior"].parent
     out_dir.mkdir(exist_ok=True)
-    paths = []
     for kind, picture in grids.items():
-        path = out_dir / names[kind]
-        save_image(picture, path)
-        paths.append(path)
-    print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths)}")
-    return paths
+        save_image(picture, paths[kind])
+    print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths.values())}")
+    return list(paths.values())

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.apps.usage import data_split, open_run, require_new_results, results_stem, variant
+from betavae.apps.usage import data_split, open_run
 from betavae.apps.usage import examples as examples_of
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
@@ -19,17 +19,14 @@ from betavae.user_paths import shown_path
 UNITS = {"knn": "standardized latent distance"}
 
 
-def score(cfg: DictConfig) -> Path:
+def score(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     """Score a split (of the run's data with every class, or of `data=`), write CSV + summary.
 
     The threshold comes from the run's own validation split, the normal data the model was
     trained on (without any excluded classes), so it means the same whatever is scored.
     """
     run = open_run(cfg)
-    out_dir = run.results_dir("scores")
-    name = f"{results_stem(cfg)}-{cfg.score}{variant(cfg, _options_of(cfg.score))}"
-    table, summary_path = out_dir / f"{name}.csv", out_dir / f"{name}.json"
-    require_new_results(cfg, [table, summary_path])
+    table, summary_path = paths["table"], paths["summary"]
     reference = run.datamodule()
     if "_target_" in cfg.data:
         scored = run.datamodule(cfg.data)
@@ -71,7 +68,7 @@ def score(cfg: DictConfig) -> Path:
     found = None if is_anomaly is None else separation(scores, is_anomaly)
     if found is not None:
         summary.update(auroc=found.auroc, auprc=found.auprc, anomalies=int(is_anomaly.sum()))
-    out_dir.mkdir(exist_ok=True)
+    table.parent.mkdir(exist_ok=True)
     columns = {
         "index": indices.tolist(),
         "label": [""] * len(scores) if labels is None else labels.tolist(),
@@ -85,14 +82,6 @@ def score(cfg: DictConfig) -> Path:
     print(report(summary, len(normal)))
     print(f"Scores:  {shown_path(table)}\nSummary: {shown_path(summary_path)}")
     return table
-
-
-def _options_of(score: str) -> list[str]:
-    """The options that change the scores of `score` (the seed draws the posterior samples)."""
-    options = ["quantile", "anomalous_classes"]
-    if score == "knn":
-        return [*options, "neighbours"]
-    return [*options, "seed", *(["k"] if score == "iwae" else [])]
 
 
 def _write_csv(path: Path, columns: dict[str, list]) -> None:

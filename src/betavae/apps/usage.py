@@ -20,7 +20,7 @@ from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.config.usage import register_usage_schemas
 from betavae.errors import UserError
-from betavae.training.run_dir import locate_run
+from betavae.training.run_dir import BEST_CHECKPOINT, locate_run
 from betavae.user_paths import shown_path
 
 if TYPE_CHECKING:
@@ -80,31 +80,86 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def require_new_results(cfg: DictConfig, paths: Iterable[Path]) -> None:
-    """A result file is never replaced by another computation under its name without asking:
-    the same name means the same options, but the run's checkpoint may have changed since."""
-    taken = [path for path in paths if path.exists()]
+def results_folder(run_dir: Path, checkpoint: Path, name: str) -> Path:
+    """Where an app writes: `<run>/<name>` for the best checkpoint, else one per checkpoint
+    (`<name>-last`), so results of different checkpoints never overwrite each other."""
+    if checkpoint.resolve() == (run_dir / BEST_CHECKPOINT).resolve():
+        return run_dir / name
+    return run_dir / f"{name}-{checkpoint.stem}"
+
+
+def eval_names(cfg: DictConfig) -> dict[str, str]:
+    # The run's own test split with the default options is the usual case: the plain name.
+    stem = f"{results_stem(cfg)}{variant(cfg, ['k', 'seed'])}"
+    return {"metrics": "metrics.json" if stem == "test" else f"metrics-{stem}.json"}
+
+
+def sample_names(cfg: DictConfig) -> dict[str, str]:
+    names = {"prior": f"prior{variant(cfg, ['n', 'seed'])}.png"}
+    if cfg.traverse:
+        names["traversal"] = f"traversal{variant(cfg, ['span', 'steps'])}.png"
+    if cfg.interpolate:
+        names["interpolation"] = f"interpolation{variant(cfg, ['steps', 'pairs'])}.png"
+    return names
+
+
+def encode_names(cfg: DictConfig) -> dict[str, str]:
+    return {"latents": f"{results_stem(cfg)}.npz", "scatter": f"{results_stem(cfg)}_scatter.png"}
+
+
+def score_names(cfg: DictConfig) -> dict[str, str]:
+    name = f"{results_stem(cfg)}-{cfg.score}{variant(cfg, _score_options(cfg.score))}"
+    return {"table": f"{name}.csv", "summary": f"{name}.json"}
+
+
+def _score_options(score: str) -> list[str]:
+    """The options that change the scores of `score` (the seed draws the posterior samples)."""
+    options = ["quantile", "anomalous_classes"]
+    if score == "knn":
+        return [*options, "neighbours"]
+    return [*options, "seed", *(["k"] if score == "iwae" else [])]
+
+
+def new_results(cfg: DictConfig, folder: str, names: dict[str, str]) -> dict[str, Path]:
+    """The paths of the files an app is about to write, by kind, in its `folder` of the run.
+
+    A result file is never replaced by another computation under its name without asking: the
+    same name means the same options, but the run's checkpoint may have changed since. Checked
+    without torch, so that it is said at once.
+    """
+    run_dir, checkpoint = locate_run(cfg.run)
+    paths = {
+        kind: results_folder(run_dir, checkpoint, folder) / name for kind, name in names.items()
+    }
+    taken = [path for path in paths.values() if path.exists()]
     if taken and not cfg.overwrite:
         raise UserError(
             f"{shown_path(taken[0])} exists already (this command, run before); pass "
             "overwrite=true to replace it, or change an option to write another variant"
         )
+    return paths
 
 
 def usage_main(
-    config_name: str, app_name: str, task: str, app_help: help.AppHelp
+    config_name: str,
+    app_name: str,
+    task: str,
+    app_help: help.AppHelp,
+    results: tuple[str, Callable[[DictConfig], dict[str, str]]],
 ) -> Callable[[], None]:
     """The console-script `main` of an app: the function `task` ("module:function") on the
-    composed `conf/<config_name>.yaml`, with every user mistake, at composition or inside the
+    composed `conf/<config_name>.yaml` and the paths it writes (`results`: its folder in the
+    run and the names of its files), with every user mistake, at composition or inside the
     task, reported as one line."""
+    folder, names = results
 
     @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     def _hydra_main(cfg: DictConfig) -> None:
         with exit_on_user_error(app_name):
             validate(cfg)
-            locate_run(cfg.run)  # a wrong path is said at once, before torch is imported
+            paths = new_results(cfg, folder, names(cfg))  # said at once, before torch is imported
             module, function = task.split(":")
-            getattr(importlib.import_module(module), function)(cfg)
+            getattr(importlib.import_module(module), function)(cfg, paths)
 
     def main() -> None:
         run_app(
@@ -114,7 +169,15 @@ def usage_main(
     return main
 
 
-eval_main = usage_main("eval", "betavae-eval", "betavae.apps.evaluate:evaluate", help.EVAL)
-sample_main = usage_main("sample", "betavae-sample", "betavae.apps.sample:sample", help.SAMPLE)
-encode_main = usage_main("encode", "betavae-encode", "betavae.apps.encode:encode", help.ENCODE)
-score_main = usage_main("score", "betavae-score", "betavae.apps.score:score", help.SCORE)
+eval_main = usage_main(
+    "eval", "betavae-eval", "betavae.apps.evaluate:evaluate", help.EVAL, ("eval", eval_names)
+)
+sample_main = usage_main(
+    "sample", "betavae-sample", "betavae.apps.sample:sample", help.SAMPLE, ("samples", sample_names)
+)
+encode_main = usage_main(
+    "encode", "betavae-encode", "betavae.apps.encode:encode", help.ENCODE, ("latents", encode_names)
+)
+score_main = usage_main(
+    "score", "betavae-score", "betavae.apps.score:score", help.SCORE, ("scores", score_names)
+)
