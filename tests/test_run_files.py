@@ -5,21 +5,17 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from betavae.apps.hydra_callbacks import claim_new_directory
 from betavae.atomic_files import replace_atomically
 from betavae.training.checkpoint_io import remove_stale_staging_files
 
 
-def _claim(path: Path) -> Path:
-    return claim_new_directory(path)
-
-
 def test_processes_claiming_one_name_at_once_each_get_their_own_directory(tmp_path):
     wanted = tmp_path / "outputs" / "2026-11-21" / "19-46-56"
+    # Spawned, each process imports only what claiming needs: they start close together.
     with multiprocessing.get_context("spawn").Pool(8) as pool:
-        claimed = pool.map(_claim, [wanted] * 8)
+        claimed = pool.map(claim_new_directory, [wanted] * 8)
 
     assert len(set(claimed)) == 8
     assert sorted(p.name for p in claimed) == ["19-46-56", *(f"19-46-56_{n}" for n in range(2, 9))]
