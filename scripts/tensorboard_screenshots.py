@@ -1,6 +1,7 @@
 """Screenshots of TensorBoard's views of a run or sweep, as a person opening it sees them.
 
-    python scripts/tensorboard_screenshots.py multirun/<date>/<time> docs/ --prefix sweep_tensorboard
+    python scripts/tensorboard_screenshots.py multirun/2026-11-21/10-00-00 docs/ \
+        --prefix sweep_tensorboard
 
 starts `tensorboard --logdir <logdir>` on a free local port, opens each view in headless
 Chromium (Debian's `chromium` package) and writes <prefix>_<view>.png into the output folder,
