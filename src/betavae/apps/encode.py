@@ -6,7 +6,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from betavae.apps.usage import data_split, examples, open_run
-from betavae.data.base import class_labels, source_indices
+from betavae.data.base import class_labels, class_names, source_indices
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.plots import latent_scatter
 from betavae.user_paths import shown_path
@@ -34,7 +34,7 @@ def encode(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     path.parent.mkdir(exist_ok=True)
     np.savez(path, **arrays)
     label_name = factor_names[0] if factor_names is not None else "label"
-    latent_scatter(results.mu, labels, label_name, plot)
+    latent_scatter(results.mu, labels, label_name, class_names(split), plot)
     shape = "x".join(map(str, results.mu.shape))
     encoded = examples(len(results.mu), data_split(cfg))
     print(f"Encoded {encoded} (mu {shape}): {shown_path(path)}")

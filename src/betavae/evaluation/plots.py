@@ -17,8 +17,11 @@ def principal_components(points: Tensor, count: int) -> tuple[Tensor, Tensor]:
     return centred @ basis[:, :count], variances[:count] / variances.sum().clamp_min(1e-300)
 
 
-def latent_scatter(mu: Tensor, labels: Tensor | None, label_name: str, path: Path) -> None:
-    """Write a scatter PNG of μ (N, D) coloured by integer `labels` (if any) to `path`."""
+def latent_scatter(
+    mu: Tensor, labels: Tensor | None, label_name: str, class_names: list[str], path: Path
+) -> None:
+    """Write a scatter PNG of μ (N, D) to `path`, coloured by integer `labels` (if any) with a
+    legend naming each class (`class_names[label]`, e.g. "0 square")."""
     if mu.shape[1] == 2:
         points, axes = mu, ("z[0]", "z[1]")
     elif mu.shape[1] == 1:
@@ -30,8 +33,20 @@ def latent_scatter(mu: Tensor, labels: Tensor | None, label_name: str, path: Pat
     if labels is None:
         ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6)
     else:
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, alpha=0.6)
-        ax.legend(*scatter.legend_elements(), title=label_name, loc="best", fontsize="small")
+        colours = plt.get_cmap("tab10")
+        for label in labels.unique().tolist():
+            chosen = labels == label
+            name = class_names[label] if label < len(class_names) else str(label)
+            shown = str(label) if name == str(label) else f"{label} {name}"
+            ax.scatter(
+                points[chosen, 0],
+                points[chosen, 1],
+                s=4,
+                alpha=0.6,
+                color=colours(label % 10),
+                label=shown,
+            )
+        ax.legend(title=label_name, loc="best", fontsize="small", markerscale=3)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.set_title(f"{len(points)} examples")
