@@ -1,13 +1,15 @@
 """Running a Hydra app so that user mistakes end in one line and a non-zero exit, not a trace."""
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from hydra.errors import HydraException, MissingConfigException
-from omegaconf.errors import OmegaConfBaseException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from betavae.config.schema import unknown_key_message
 from betavae.errors import UserError
 
 USAGE_ERROR = 2
@@ -22,7 +24,17 @@ def describe_user_error(error: BaseException) -> str | None:
         group, _, choice = missing.rpartition("/")
         options = ", ".join(sorted(o for o in error.options if not o.startswith("_")))
         return f"{group}={choice}: no such option; choose one of: {options}"
-    for cause in _chain(error):
+    chain = _chain(error)
+    composing = any(isinstance(cause, ConfigCompositionException) for cause in chain)
+    for cause in chain:
+        if composing and isinstance(cause, ConfigAttributeError | ConfigKeyError):
+            schema = cause.object_type
+            if dataclasses.is_dataclass(schema) and cause.full_key.endswith(str(cause.key)):
+                # An override of a key the schema does not have (a typo, or a key of another
+                # command): say which keys there are, as for `+key=` (config.schema).
+                known = [field.name for field in dataclasses.fields(schema)]
+                prefix = cause.full_key.removesuffix(str(cause.key))
+                return unknown_key_message(cause.full_key, known, prefix)
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
             what = str(cause.msg if hasattr(cause, "msg") else cause).splitlines()[0]
             return f"{cause.full_key}: {what}"

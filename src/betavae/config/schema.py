@@ -371,7 +371,7 @@ def validate_data(data: DictConfig) -> None:
     known = [f.name for f in dataclasses.fields(schema)]
     for key in data:
         if key not in known:
-            raise UserError(_unknown_key_message(f"data.{key}", known, "data."))
+            raise UserError(unknown_key_message(f"data.{key}", known, "data."))
     OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
 
 
@@ -391,14 +391,15 @@ def reject_unknown_keys(node: DictConfig, prefix: str = "") -> None:
         known = [f.name for f in dataclasses.fields(schema)]
         for key in node:
             if key not in known:
-                raise UserError(_unknown_key_message(f"{prefix}{key}", known, prefix))
+                raise UserError(unknown_key_message(f"{prefix}{key}", known, prefix))
     for key in node:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
             reject_unknown_keys(child, f"{prefix}{key}.")
 
 
-def _unknown_key_message(key: str, known: list[str], prefix: str) -> str:
+def unknown_key_message(key: str, known: list[str], prefix: str) -> str:
+    """`<key>: no such key; did you mean …? (<section> has …)`: the fix, not only the fault."""
     name = key.removeprefix(prefix)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
