@@ -31,9 +31,14 @@ def _hydra_reads_as_is(value: str) -> bool:
     return parsed.value() == value
 
 
+def hydra_quoted(value: str | Path) -> str:
+    """`value` in Hydra's single quotes, which it reads back unchanged whatever it holds."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def override(key: str, value: str | Path) -> str:
     """`key=value` as one bash word that Hydra reads back as the string `value`."""
     value = str(value)
     if not _hydra_reads_as_is(value):
-        value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        value = hydra_quoted(value)
     return shell_word(f"{key}={value}")

@@ -32,9 +32,8 @@ def describe_user_error(error: BaseException) -> str | None:
             if dataclasses.is_dataclass(schema) and cause.full_key.endswith(str(cause.key)):
                 # An override of a key the schema does not have (a typo, or a key of another
                 # command): say which keys there are, as for `+key=` (config.schema).
-                known = [field.name for field in dataclasses.fields(schema)]
                 prefix = cause.full_key.removesuffix(str(cause.key))
-                return unknown_key_message(cause.full_key, known, prefix)
+                return unknown_key_message(cause.full_key, schema, prefix)
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
             what = str(cause.msg if hasattr(cause, "msg") else cause).splitlines()[0]
             return f"{cause.full_key}: {what}"

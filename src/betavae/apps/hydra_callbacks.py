@@ -16,7 +16,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
-from betavae.commands import shell_word
+from betavae.commands import hydra_quoted, shell_word
 from betavae.sweeps.jobs import read_sweep
 from betavae.training.run_dir import DIVERGED
 from betavae.user_paths import shown_path
@@ -43,10 +43,6 @@ def _given(config: DictConfig, key: str) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in config.hydra.overrides.hydra)
 
 
-def _hydra_quoted(path: Path) -> str:
-    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class UniqueRunDirectory(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _given(config, "hydra.run.dir"):
@@ -65,7 +61,7 @@ class UniqueRunDirectory(Callback):
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.sweep.dir = str(claimed)
             # Each job's config is composed again from the overrides: give it the claim too.
-            config.hydra.overrides.hydra.append(f"hydra.sweep.dir={_hydra_quoted(claimed)}")
+            config.hydra.overrides.hydra.append(f"hydra.sweep.dir={hydra_quoted(claimed)}")
 
 
 class SweepExitStatus(Callback):

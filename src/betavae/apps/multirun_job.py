@@ -20,13 +20,12 @@ from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from betavae.apps.cli import is_override
+from betavae.apps.cli import is_multirun, is_override
 from betavae.errors import UserError
 from betavae.training.run_dir import AUTO_RESUME
 
 _JOBLIB_LAUNCHER = "JoblibLauncher"
 _SLURM_LAUNCHER = "SlurmLauncher"
-_MULTIRUN_FLAGS = ("-m", "--multirun")
 # Never part of a job's name: rerunning a sweep with resume=auto must find the same directories.
 _NOT_IN_JOB_NAMES = ("resume", "ckpt_path")
 # What Lightning's process launcher sets in this process for the ranks it starts.
@@ -40,7 +39,7 @@ def job_name_overrides(argv: list[str]) -> list[str]:
     value for the whole sweep gives names like `3_model.beta=4,model.latent_dim=8`. The names
     follow from the command alone, so the same command finds the same directories again.
     """
-    if not set(_MULTIRUN_FLAGS) & set(argv):
+    if not is_multirun(argv):
         return []
     candidates = [arg for arg in argv if is_override(arg)]
     try:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.apps.usage import data_split, open_run
+from betavae.apps.usage import data_split, open_run, other_data
 from betavae.apps.usage import examples as examples_of
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
@@ -28,7 +28,7 @@ def score(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     run = open_run(cfg)
     table, summary_path = paths["table"], paths["summary"]
     reference = run.datamodule()
-    if "_target_" in cfg.data:
+    if other_data(cfg):
         scored = run.datamodule(cfg.data)
     else:
         # The run's data again, with the classes held out of training put back to be scored.

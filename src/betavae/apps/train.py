@@ -46,6 +46,7 @@ from betavae.config.schema import register_schemas, validate
 from betavae.training.run_dir import (
     AUTO_RESUME,
     CONFIG_FILE,
+    DIVERGED,
     check_resume,
     removed_if_start_fails,
     require_checkpoint_file,
@@ -86,7 +87,7 @@ def _hydra_main(cfg: DictConfig) -> float:
         raise
     if runs_as_slurm_job(hydra_cfg):
         ignore_requeue_signal()
-    if metrics["status"] == "diverged":
+    if metrics["status"] == DIVERGED:
         from betavae.training.results import diverged_line
 
         print(f"{APP_NAME}: {diverged_line(run_dir, cfg, metrics)}", file=sys.stderr)

@@ -368,10 +368,7 @@ def validate_data(data: DictConfig) -> None:
     schema = DATA_SCHEMAS.get(data.get("_target_"))
     if schema is None:
         raise UserError(f"data._target_={data.get('_target_')}: not a betavae data set")
-    known = [f.name for f in dataclasses.fields(schema)]
-    for key in data:
-        if key not in known:
-            raise UserError(unknown_key_message(f"data.{key}", known, "data."))
+    _reject_keys_outside(data, schema, "data.")
     OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
 
 
@@ -388,18 +385,23 @@ def validate(cfg: DictConfig) -> Any:
 def reject_unknown_keys(node: DictConfig, prefix: str = "") -> None:
     schema = OmegaConf.get_type(node)
     if dataclasses.is_dataclass(schema):
-        known = [f.name for f in dataclasses.fields(schema)]
-        for key in node:
-            if key not in known:
-                raise UserError(unknown_key_message(f"{prefix}{key}", known, prefix))
+        _reject_keys_outside(node, schema, prefix)
     for key in node:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
             reject_unknown_keys(child, f"{prefix}{key}.")
 
 
-def unknown_key_message(key: str, known: list[str], prefix: str) -> str:
+def _reject_keys_outside(node: DictConfig, schema: type, prefix: str) -> None:
+    known = [f.name for f in dataclasses.fields(schema)]
+    for key in node:
+        if key not in known:
+            raise UserError(unknown_key_message(f"{prefix}{key}", schema, prefix))
+
+
+def unknown_key_message(key: str, schema: type, prefix: str) -> str:
     """`<key>: no such key; did you mean …? (<section> has …)`: the fix, not only the fault."""
+    known = [f.name for f in dataclasses.fields(schema)]
     name = key.removeprefix(prefix)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""

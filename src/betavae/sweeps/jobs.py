@@ -15,8 +15,8 @@ from betavae.training.run_dir import (
     CONFIG_FILE,
     FINISHED,
     LAST_CHECKPOINT,
+    METRICS_FILE,
     read_metrics,
-    run_status,
 )
 
 # Hydra's record of the composed config, written when a job starts, so every job that started
@@ -71,7 +71,8 @@ def read_sweep(sweep_dir: Path) -> list[Job]:
 
 def read_job(run_dir: Path) -> Job:
     """One run directory (a sweep's job or a single run) as its config and final metrics."""
-    return Job(run_dir, _config(run_dir), read_metrics(run_dir) if run_status(run_dir) else None)
+    ended = (run_dir / METRICS_FILE).is_file()
+    return Job(run_dir, _config(run_dir), read_metrics(run_dir) if ended else None)
 
 
 def has_mig(jobs: list[Job]) -> bool:

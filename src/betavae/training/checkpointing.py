@@ -26,10 +26,14 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from betavae.training.checkpoint_io import link_atomically, remove_stale_staging_files
+from betavae.training.run_dir import BEST_NAME, LAST_NAME
 
-BEST_NAME = "best.ckpt"
-LAST_NAME = "last.ckpt"
-VAL_METRICS = ("elbo", "recon", "kl", "loss")
+_STAGE_METRICS = ("elbo", "recon", "kl", "loss")
+
+
+def stage_metrics(metrics: dict[str, Any], stage: str) -> dict[str, float]:
+    """The `stage/...` epoch metrics as floats, e.g. from `trainer.callback_metrics`."""
+    return {f"{stage}/{m}": float(metrics[f"{stage}/{m}"]) for m in _STAGE_METRICS}
 
 
 def _random_state() -> dict[str, Any]:
@@ -99,8 +103,7 @@ class RunCheckpoints(Checkpoint):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metrics = trainer.callback_metrics
-        self.val_metrics = {f"val/{m}": float(metrics[f"val/{m}"]) for m in VAL_METRICS}
+        self.val_metrics = stage_metrics(trainer.callback_metrics, "val")
         self._validated = True
 
     def on_train_batch_end(

@@ -6,9 +6,8 @@ from typing import Any
 import torch
 
 from betavae.errors import UserError
-from betavae.training.checkpointing import BEST_NAME
 from betavae.training.module import ARCHITECTURE_KEYS, VAEModule
-from betavae.training.run_dir import CHECKPOINT_DIR, LAST_CHECKPOINT, require_checkpoint_file
+from betavae.training.run_dir import BEST_CHECKPOINT, LAST_CHECKPOINT, require_checkpoint_file
 
 
 def _load(path: Path, key: str) -> dict[str, Any]:
@@ -80,7 +79,7 @@ def newest_readable_checkpoint(run_dir: Path) -> tuple[Path | None, str | None]:
     last.ckpt was chosen, or None). Nothing is deleted: an unreadable file stays to inspect.
     """
     last = run_dir / LAST_CHECKPOINT
-    candidates = [last, run_dir / CHECKPOINT_DIR / BEST_NAME]
+    candidates = [last, run_dir / BEST_CHECKPOINT]
     readable = [(step, path) for path in candidates if (step := _saved_step(path)) is not None]
     if not readable:
         if last.is_file():

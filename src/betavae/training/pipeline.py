@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.training.callbacks import build_callbacks
 from betavae.training.checkpoint_io import AtomicCheckpointIO
-from betavae.training.checkpointing import RunCheckpoints
+from betavae.training.checkpointing import RunCheckpoints, stage_metrics
 from betavae.training.checkpoints import check_checkpoint_fits, newest_readable_checkpoint
 from betavae.training.disentanglement import test_mig
 from betavae.training.divergence import Diverged
@@ -31,7 +31,6 @@ from betavae.training.results import (
     diverged_metrics,
     final_metrics,
     run_description,
-    stage_metrics,
     summary,
 )
 from betavae.training.run_dir import (

@@ -15,13 +15,6 @@ from betavae.training.divergence import Diverged
 from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE
 from betavae.user_paths import shown_path
 
-_STAGE_METRICS = ("elbo", "recon", "kl", "loss")
-
-
-def stage_metrics(metrics: dict[str, Any], stage: str) -> dict[str, float]:
-    """The `stage/...` epoch metrics as floats, e.g. from `trainer.callback_metrics`."""
-    return {f"{stage}/{m}": float(metrics[f"{stage}/{m}"]) for m in _STAGE_METRICS}
-
 
 def _checkpoint_paths(checkpoints: RunCheckpoints) -> dict[str, Any]:
     best, last = checkpoints.best_path, checkpoints.last_path

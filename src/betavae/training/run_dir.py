@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.atomic_files import write_text_atomically
-from betavae.commands import override
+from betavae.commands import hydra_quoted, override
 from betavae.config.flat import flatten
 from betavae.errors import UserError
 from betavae.training.signals import RunStopped
@@ -24,8 +24,10 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 # TensorBoard's files, in the run directory itself (betavae.training.tensorboard).
 TENSORBOARD_FILES = "events.out.tfevents.*"
-LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
-BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.ckpt"
+BEST_NAME = "best.ckpt"
+LAST_NAME = "last.ckpt"
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/{LAST_NAME}"
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_NAME}"
 
 # `resume=auto`: continue whatever this job's directory holds (used to rerun a sweep).
 AUTO_RESUME = "auto"
@@ -113,8 +115,7 @@ def resume_overrides(resume: str | None) -> list[str]:
     if resume in (None, "", "null", AUTO_RESUME):
         return []
     run_dir = require_run_dir(user_path(resume), "resume")
-    quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")
-    return [f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
+    return [f"hydra.run.dir={hydra_quoted(run_dir)}", "hydra.output_subdir=null"]
 
 
 def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None:
@@ -126,11 +127,12 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
     otherwise nothing changes and the command succeeds. A diverged run is final.
     """
     require_run_dir(run_dir, "resume")
-    saved = OmegaConf.load(run_dir / CONFIG_FILE).trainer.max_epochs
+    config = OmegaConf.load(run_dir / CONFIG_FILE)
+    saved, status = config.trainer.max_epochs, run_status(run_dir)
     for key, value in given.items():
         if key not in _RESUME_MAY_CHANGE:
             # A new run counts on from the checkpoint's epochs: give a finished one more.
-            epochs = saved if run_status(run_dir) is None else 2 * saved
+            epochs = saved if status is None else 2 * saved
             raise UserError(
                 f"{key}={value}: a resumed run keeps its config, only trainer.max_epochs may be "
                 "raised; to change it, start a new run from its checkpoint: betavae-train "
@@ -143,12 +145,11 @@ def check_resume(run_dir: Path, given: dict[str, str]) -> tuple[str, int] | None
             f"trainer.max_epochs={raised} is below the resumed run's {saved}; a resumed run "
             "may only raise it"
         )
-    status = run_status(run_dir)
     if status == DIVERGED:
         metrics = read_metrics(run_dir)
         best = metrics["best_checkpoint"]
         start = f"{override('ckpt_path', shown_path(best))} " if best else ""
-        lower = OmegaConf.load(run_dir / CONFIG_FILE).model.lr / 10
+        lower = config.model.lr / 10
         return (
             f"resume={shown_path(run_dir)}: the run diverged at step "
             f"{metrics['diverged_at_step']} and is final; start a new run with a lower learning "
