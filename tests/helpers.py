@@ -9,7 +9,7 @@ from pathlib import Path
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
-from betavae.training.hparams import HPARAMS_FILE
+from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
 # Small, fast settings for runs that only need to exercise the machinery.
 TINY_RUN = [

@@ -17,6 +17,8 @@ import torch
 from helpers import TINY_RUN, console_script, event_file_pids, run_cli
 from omegaconf import OmegaConf
 
+from betavae.lifecycle.commands import shell_word
+
 pytestmark = pytest.mark.slow
 
 # 60 steps per epoch (480 training images in batches of 8), so a signal lands mid-epoch; a
@@ -137,8 +139,8 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_p
 
     assert resumed.returncode == 0, resumed.stderr
     notice = (
-        f"resume: {last} cannot be read; continuing from {run / 'checkpoints/best.ckpt'} "
-        f"(step {best_step}), the newest readable checkpoint of the run"
+        "resume: run/checkpoints/last.ckpt cannot be read; continuing from "
+        f"run/checkpoints/best.ckpt (step {best_step}), the newest readable checkpoint of the run"
     )
     assert notice in resumed.stdout
     assert _metrics(run)["epochs"] == 3
@@ -170,8 +172,9 @@ def test_a_diverging_run_stops_at_once_and_is_recorded_as_diverged(tmp_path, dat
     assert metrics["diverged_at_step"] <= 3
     assert result.stderr.strip().splitlines()[-1] == (
         f"betavae-train: run diverged at step {metrics['diverged_at_step']} (training loss "
-        f"{metrics['diverged_loss']}); try a lower model.lr (now 1e+12) or "
-        "trainer.gradient_clip_val=1.0"
+        f"{metrics['diverged_loss']}); try a lower learning rate: betavae-train "
+        f"{' '.join(shell_word(o) for o in TINY_RUN)} model.lr=1e+11 "
+        "(or add trainer.gradient_clip_val=1.0)"
     )
     again = run_cli([f"resume={tmp_path / 'run'}"], tmp_path, data_dir)
     assert again.returncode == 2
@@ -198,7 +201,7 @@ def test_a_sweep_with_a_diverging_job_runs_the_others_and_says_so(tmp_path, data
     rerun = run_cli([*sweep, "hydra.sweep.dir=sweep", "resume=auto"], tmp_path, data_dir)
 
     assert rerun.returncode == 3  # the diverged job is not trained again, and still counts
-    assert f"Skipping {tmp_path / 'sweep' / jobs[1]}: diverged already" in rerun.stdout
+    assert f"Skipping sweep/{jobs[1]}: diverged already" in rerun.stdout
     for job in jobs:
         metrics = tmp_path / "sweep" / job / "metrics.json"
         assert metrics.read_bytes() == before[metrics]

@@ -11,10 +11,10 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from betavae.apps.multirun_job import (
-    continue_restarted_slurm_job,
     give_parallel_job_its_device,
     give_slurm_job_its_ranks,
     job_name_overrides,
+    job_resume,
     register_resolvers,
 )
 from betavae.errors import UserError
@@ -131,13 +131,11 @@ def test_a_slurm_job_that_slurm_started_again_continues_its_run(monkeypatch):
     cfg, hydra_cfg = _trainer_under_slurm("auto", 1)
     cfg.resume = None
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
-    continue_restarted_slurm_job(cfg, hydra_cfg)
-    assert cfg.resume is None
+    assert job_resume(cfg, hydra_cfg) is None
 
     # Requeued (by itself at its time limit, by `scontrol requeue`, by preemption): resume=auto.
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    continue_restarted_slurm_job(cfg, hydra_cfg)
-    assert cfg.resume == "auto"
+    assert job_resume(cfg, hydra_cfg) == "auto"
 
 
 @pytest.mark.slow

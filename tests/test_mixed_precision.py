@@ -13,9 +13,8 @@ from omegaconf import OmegaConf
 
 from betavae.config.schema import CallbacksConfig, ImagesConfig
 from betavae.data import SpritesDataModule
+from betavae.lifecycle.checkpoints import AtomicCheckpointIO, RunCheckpoints
 from betavae.training.callbacks import build_callbacks
-from betavae.training.checkpoint_io import AtomicCheckpointIO
-from betavae.training.checkpointing import RunCheckpoints
 from betavae.training.module import VAEModule
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ import signal
 import subprocess
 import sys
 
-from betavae.apps.hydra_callbacks import claim_new_directory
-from betavae.atomic_files import replace_atomically
-from betavae.training.checkpoint_io import remove_stale_staging_files
+from betavae.lifecycle.atomic_files import replace_atomically
+from betavae.lifecycle.checkpoints import remove_stale_staging_files
+from betavae.lifecycle.layout import claim_new_directory
 
 
 def test_processes_claiming_one_name_at_once_each_get_their_own_directory(tmp_path):
@@ -26,7 +26,7 @@ def test_processes_claiming_one_name_at_once_each_get_their_own_directory(tmp_pa
 _KILLED_WHILE_WRITING = """
 import os, signal, sys
 from pathlib import Path
-from betavae.atomic_files import replace_atomically
+from betavae.lifecycle.atomic_files import replace_atomically
 
 def write(file):
     file.write(b"new" * 1000)

@@ -19,8 +19,8 @@ import torch
 from helpers import SLURM_CPU, console_script, run_cli, slurm_job
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from betavae.commands import shell_word
-from betavae.training.hparams import HPARAMS_FILE
+from betavae.lifecycle.commands import shell_word
+from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -12,6 +12,8 @@ import torch
 from helpers import TINY_RUN, console_script, run_cli, scalars, tensorboard_run
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from betavae.training.tensorboard_hparams import HPARAMS_FILE
+
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
@@ -78,11 +80,14 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
     before = _contents(sweep)
     changed = run_cli([*SWEEP, "data.num_examples=700", "resume=auto"], tmp_path, data_dir)
     assert changed.returncode == 2
-    assert changed.stderr.strip().splitlines() == [
+    (line,) = changed.stderr.strip().splitlines()
+    assert line.startswith(
         f"betavae-train: error: resume=auto: sweep/{FIRST} was started with another config "
-        "(data.num_examples=600, now 700); rerun the sweep's original command, or start a new "
-        "sweep without resume=auto"
-    ]
+        "(data.num_examples=600, now 700); rerun the sweep's own command: betavae-train -m "
+    )
+    assert line.endswith(
+        " hydra.sweep.dir=sweep resume=auto, or start a new sweep without resume=auto"
+    )
     assert _contents(sweep) == before
 
     result = run_cli([*SWEEP, "resume=auto"], tmp_path, data_dir)
@@ -93,7 +98,7 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
         INTERRUPTED,
         NEVER_STARTED,
     ]
-    assert f"Skipping {sweep / FIRST}: finished already" in result.stdout
+    assert f"Skipping sweep/{FIRST}: finished already" in result.stdout
     for job in (FIRST, INTERRUPTED, NEVER_STARTED):
         assert _metrics(sweep / job)["epochs"] == EPOCHS
     assert {p: _mtimes(p.parent)[p] for p in finished_files} == finished_files
@@ -114,3 +119,43 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
     (experiment,) = (HParamsPluginData.FromString(content).experiment for content in experiments)
     (beta,) = (info for info in experiment.hparam_infos if info.name == "model.beta")
     assert list(beta.domain_discrete) == [1, 2, 4]
+
+
+def test_a_job_trained_longer_on_its_own_counts_as_ended_when_its_sweep_is_finished(
+    tmp_path, data_dir
+):
+    """Train one job of an interrupted sweep longer, then finish the sweep with its command:
+    the job is skipped, its files untouched; with a higher trainer.max_epochs in the sweep's
+    command every ended job is trained to it."""
+    _kill_sweep_once_a_checkpoint_exists(tmp_path, data_dir)
+    sweep = tmp_path / "sweep"
+    longer = run_cli(
+        [f"resume='sweep/{FIRST}'", f"trainer.max_epochs={EPOCHS + 1}"], tmp_path, data_dir
+    )
+    assert longer.returncode == 0, longer.stderr
+    extended = _contents(sweep / FIRST)
+    assert _metrics(sweep / FIRST)["epochs"] == EPOCHS + 1
+
+    finished = run_cli([*SWEEP, "resume=auto"], tmp_path, data_dir)
+
+    assert finished.returncode == 0, finished.stderr
+    assert (
+        f"Skipping sweep/{FIRST}: finished already, trained to {EPOCHS + 1} epochs (this "
+        f"command: {EPOCHS}) (metrics.json is there)" in finished.stdout
+    )
+    for path, (content, _) in extended.items():
+        if ".hydra" not in path.parts and path.name not in ("train.log", HPARAMS_FILE):
+            assert path.read_bytes() == content, path
+    assert [_metrics(sweep / job)["epochs"] for job in (INTERRUPTED, NEVER_STARTED)] == [
+        EPOCHS,
+        EPOCHS,
+    ]
+
+    everything_longer = [*SWEEP, f"trainer.max_epochs={EPOCHS + 1}", "resume=auto"]
+    result = run_cli(everything_longer, tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert f"Skipping sweep/{FIRST}: finished already (metrics.json is there)" in result.stdout
+    for job in (FIRST, INTERRUPTED, NEVER_STARTED):
+        assert _metrics(sweep / job)["epochs"] == EPOCHS + 1
+        assert (sweep / job / f"metrics-epoch{EPOCHS}.json").is_file()

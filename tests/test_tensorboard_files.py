@@ -10,8 +10,8 @@ from helpers import tensorboard_run
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from betavae.evaluation.pictures import grid, traversal_labels
-from betavae.training.hparams import record_hparams
 from betavae.training.log_interval import log_interval
+from betavae.training.tensorboard_hparams import record_hparams
 
 
 @pytest.mark.parametrize(

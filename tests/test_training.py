@@ -13,6 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
+from betavae.lifecycle.commands import shell_word
 from betavae.training.module import VAEModule
 
 pytestmark = pytest.mark.slow
@@ -192,12 +193,22 @@ def test_resume_refuses_other_changes_and_leaves_the_run_untouched(trained, tmp_
     result = run_cli([f"resume={run_dir}", "model.beta=4"], cwd=tmp_path, data_dir=data_dir)
 
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "betavae-train: error: model.beta=4: a resumed run keeps its config, only "
-        "trainer.max_epochs may be raised; to change it, start a new run from its checkpoint: "
-        "betavae-train ckpt_path=run/checkpoints/last.ckpt model.beta=4 "
-        f"trainer.max_epochs={2 * EPOCHS}"
-    ]
+    (line,) = result.stderr.strip().splitlines()
+    prefix, command = line.split(", start a new run from its checkpoint: ")
+    assert prefix == (
+        "betavae-train: error: model.beta=4: a resumed run keeps its config (trainer.max_epochs "
+        "may be raised, the devices changed); to change it"
+    )
+    # The run's own settings, then the changes (tests/test_printed_commands.py pastes it).
+    assert command == " ".join(
+        [
+            "betavae-train",
+            *(shell_word(o) for o in TINY_RUN),
+            "ckpt_path=run/checkpoints/last.ckpt",
+            "model.beta=4",
+            f"trainer.max_epochs={2 * EPOCHS}",
+        ]
+    )
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
 
 

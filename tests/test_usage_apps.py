@@ -19,7 +19,7 @@ from helpers import run_cli, tensorboard_run
 from omegaconf import OmegaConf
 from PIL import Image
 
-from betavae.apps.usage import results_folder
+from betavae.apps.model_apps import results_folder
 from betavae.data.base import class_labels
 from betavae.errors import UserError
 from betavae.loading import load_run

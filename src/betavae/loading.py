@@ -14,9 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from betavae.config.schema import validate_data
 from betavae.data.base import BaseDataModule
 from betavae.errors import UserError
-from betavae.training.checkpoints import checkpoint_hparams
+from betavae.lifecycle.layout import CONFIG_FILE, locate_run
+from betavae.training.checkpoint_fit import checkpoint_hparams
 from betavae.training.module import VAEModule
-from betavae.training.run_dir import CONFIG_FILE, locate_run
 from betavae.user_paths import user_path
 from betavae.vae import VAE
 

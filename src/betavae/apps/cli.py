@@ -12,7 +12,9 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from betavae.config.schema import unknown_key_message
 from betavae.errors import UserError
 
+# Exit statuses: 2 a mistake on the command line (nothing ran), 3 a run diverged.
 USAGE_ERROR = 2
+DIVERGED_EXIT = 3
 
 
 def describe_user_error(error: BaseException) -> str | None:
@@ -69,13 +71,13 @@ def exit_on_user_error(name: str) -> Iterator[None]:
 def run_app(
     app: Callable[[], object],
     name: str,
-    extra_overrides: Callable[[], list[str]],
     help_text: Callable[[], str],
+    command_line: Callable[[list[str]], list[str]] = list,
 ) -> None:
     """Call a `@hydra.main` function with user errors reported as one line.
 
-    `extra_overrides` computes overrides the app derives from the command line itself;
-    `help_text` is what `--help` prints (see betavae.apps.help).
+    `help_text` is what `--help` prints (see betavae.apps.help); `command_line` turns the
+    arguments typed into the ones Hydra runs with (the train app plans the run there).
     HYDRA_FULL_ERROR makes Hydra raise composition errors instead of printing its own
     multi-line report. Errors inside the task should be caught there with
     `exit_on_user_error` too: Hydra would otherwise print a line of its own before them.
@@ -88,11 +90,34 @@ def run_app(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     with exit_on_user_error(name):
-        # Next to the command's own overrides: argparse refuses overrides split by a flag
-        # such as `--cfg job`.
-        first = next((i for i, arg in enumerate(sys.argv) if is_override(arg)), len(sys.argv))
-        sys.argv[first:first] = extra_overrides()
+        require_readable_overrides(sys.argv[1:])
+        sys.argv[1:] = command_line(sys.argv[1:])
         app()
+
+
+def require_readable_overrides(argv: list[str]) -> None:
+    """Hydra's grammar reads `=`, `,`, `~`, brackets and spaces in a value as syntax, so a path
+    holding them (a sweep job's directory, `~/pictures`) must be quoted for Hydra as well as
+    for bash: say so, with the quoting, rather than with Hydra's parser error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from betavae.lifecycle.commands import override
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if not is_override(arg):
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as error:
+            key, value = arg.split("=", 1)
+            if "/" in value or value.startswith("~"):
+                raise UserError(
+                    f"{arg}: Hydra cannot read this path unquoted (it holds characters of "
+                    f"Hydra's grammar); quote it for Hydra and bash: {override(key, value)}"
+                ) from error
+            raise
 
 
 def is_override(arg: str) -> bool:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from betavae.apps.usage import data_split, examples, open_run
+from betavae.apps.model_apps import data_split, examples, open_run
 from betavae.data.base import class_labels, class_names, source_indices
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.plots import latent_scatter

@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from betavae.apps.usage import (
+from betavae.apps.model_apps import (
     data_split,
     examples,
     open_run,
@@ -14,12 +14,13 @@ from betavae.apps.usage import (
 from betavae.data.base import class_labels
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.metrics import (
-    format_gaps,
+    format_mig,
     latent_metrics,
     likelihood_metrics,
     mig_metrics,
     probe_metrics,
 )
+from betavae.evaluation.mig_keys import MIG_LEFT_OUT
 from betavae.user_paths import shown_path
 
 
@@ -80,7 +81,9 @@ def table(metrics: dict[str, Any]) -> str:
         ):
             row = f"{metrics['label']} accuracy: {label}"
             lines.append(f"  {row:30}{metrics[key]:>14.3f}")
-    if "mig" in metrics:
-        gaps = format_gaps(metrics["mig_per_factor"])
-        lines.append(f"  {'MIG':30}{metrics['mig']:>14.3f}   ({gaps})")
+    if "mig" in metrics or MIG_LEFT_OUT in metrics:
+        row = format_mig(
+            metrics.get("mig"), metrics.get("mig_per_factor", {}), metrics.get(MIG_LEFT_OUT)
+        )
+        lines.append(f"  {'MIG':26}{row}")
     return "\n".join(lines)

@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from betavae.config.model_apps import SCORES, SPLITS
 from betavae.config.paths import config_dir
 from betavae.config.schema import ACCELERATORS, PRECISIONS
-from betavae.config.usage import SCORES, SPLITS
 
 WIDTH = 100
 PRECISION_CHOICES = " | ".join(PRECISIONS)

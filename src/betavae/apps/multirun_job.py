@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from betavae.apps.cli import is_multirun, is_override
 from betavae.errors import UserError
-from betavae.training.run_dir import AUTO_RESUME
+from betavae.lifecycle import slurm
+from betavae.lifecycle.layout import AUTO_RESUME
 
 _JOBLIB_LAUNCHER = "JoblibLauncher"
 _SLURM_LAUNCHER = "SlurmLauncher"
@@ -60,9 +61,10 @@ def parallel_jobs() -> int:
     return torch.cuda.device_count() or os.cpu_count() or 1
 
 
-def require_slurm() -> None:
-    """`hydra/launcher=slurm` needs a SLURM cluster that answers; say so before any sweep
-    directory is made, rather than with submitit's traceback after."""
+def require_slurm(launcher: DictConfig) -> None:
+    """`hydra/launcher=slurm` needs a SLURM cluster that answers, with GPUs on its nodes if the
+    jobs ask for some: say so before any sweep directory is made, rather than with
+    submitit's traceback after."""
     if shutil.which("sbatch") is None:
         raise UserError(
             "hydra/launcher=slurm: sbatch is not on this machine; run the sweep on a SLURM "
@@ -74,13 +76,27 @@ def require_slurm() -> None:
             f"hydra/launcher=slurm: SLURM_CONF={conf} does not exist; point it at the cluster's "
             "slurm.conf, or leave hydra/launcher=slurm out to run the jobs here"
         )
+    partition = ["--partition", launcher.partition] if launcher.partition else []
+    answer = _sinfo(["--noheader", "--format=%G", *partition])
+    gpus = launcher.gpus_per_node or 0
+    if gpus > 0 and not any("gpu" in line for line in answer.splitlines()):
+        where = f"partition {launcher.partition}" if launcher.partition else "the cluster"
+        raise UserError(
+            f"hydra.launcher.gpus_per_node={gpus}: the nodes of {where} have no GPUs (sinfo "
+            "lists no gpu resources); add hydra.launcher.gpus_per_node=0 to run the jobs on "
+            "their CPUs"
+        )
+
+
+def _sinfo(arguments: list[str]) -> str:
+    """sinfo's output; a `UserError` when no cluster answers."""
     try:
-        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True, timeout=10)
+        answer = subprocess.run(["sinfo", *arguments], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as error:
         reason = str(error)
     else:
         if answer.returncode == 0:
-            return
+            return answer.stdout
         lines = answer.stderr.strip().splitlines()
         reason = lines[-1] if lines else f"exit status {answer.returncode}"
     raise UserError(
@@ -164,6 +180,15 @@ def runs_as_slurm_job(hydra_cfg: DictConfig) -> bool:
     return hydra_cfg.mode == RunMode.MULTIRUN and launcher.endswith(_SLURM_LAUNCHER)
 
 
+def job_resume(cfg: DictConfig, hydra_cfg: DictConfig) -> str | None:
+    """What the job's `resume` asks: as given, except that a SLURM job that SLURM started
+    again (requeued at its time limit, by `scontrol requeue`, or preempted) continues its run,
+    as `resume=auto` would."""
+    if runs_as_slurm_job(hydra_cfg) and slurm.restarts() > 0 and cfg.resume is None:
+        return AUTO_RESUME
+    return cfg.resume
+
+
 def log_only_from_rank_zero(hydra_cfg: DictConfig) -> None:
     """In a SLURM job of several tasks (DDP ranks) only rank 0 writes the job's train.log.
 
@@ -177,21 +202,6 @@ def log_only_from_rank_zero(hydra_cfg: DictConfig) -> None:
         if isinstance(handler, logging.FileHandler):
             root.removeHandler(handler)
             handler.close()
-
-
-def continue_restarted_slurm_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
-    """A SLURM job that SLURM started again (requeued at its time limit, by `scontrol requeue`
-    or by preemption) continues its run, as `resume=auto` would: skipped if it had ended, else
-    continued in its directory from its newest checkpoint. SLURM counts the starts in
-    SLURM_RESTART_COUNT.
-    """
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    if not runs_as_slurm_job(hydra_cfg) or restarts == 0 or cfg.resume is not None:
-        return
-    with open_dict(cfg):
-        cfg.resume = AUTO_RESUME
-    if os.environ.get("SLURM_PROCID", "0") == "0":
-        print(f"SLURM restart {restarts} of this job: continuing its run, as resume={AUTO_RESUME}")
 
 
 @contextmanager

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from betavae.apps.cli import USAGE_ERROR, exit_on_user_error
-from betavae.sweeps.jobs import has_mig, read_sweep
+from betavae.lifecycle.layout import FINISHED
+from betavae.lifecycle.records import read_sweep
+from betavae.sweeps.jobs import has_mig
 from betavae.sweeps.summary import (
     SUMMARY_CSV,
     SUMMARY_MD,
@@ -14,7 +16,6 @@ from betavae.sweeps.summary import (
     summary_rows,
     write_csv,
 )
-from betavae.training.run_dir import FINISHED
 from betavae.user_paths import user_path
 
 APP_NAME = "betavae-report"

@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from betavae.apps.usage import open_run
+from betavae.apps.model_apps import open_run
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.disentanglement import dimension_factors

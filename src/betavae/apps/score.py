@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from betavae.apps.usage import data_split, open_run, other_data
-from betavae.apps.usage import examples as examples_of
+from betavae.apps.model_apps import data_split, open_run, other_data
+from betavae.apps.model_apps import examples as examples_of
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
 from betavae.evaluation.collect import run_split

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
-from betavae.config.usage import SCORES
+from betavae.config.model_apps import SCORES
 from betavae.evaluation.collect import SplitResults
 from betavae.evaluation.representation import nearest_neighbours, standardize
 

@@ -12,6 +12,18 @@ import torch
 from torch import Tensor
 
 LATENT_BINS = 20
+# Below this many examples most of a latent's 20 histogram bins hold one example or none, and
+# the estimate describes the sample rather than the code.
+MIN_MIG_EXAMPLES = 2 * LATENT_BINS
+
+
+def mig_unavailable(factor_ids: Tensor) -> str | None:
+    """Why MIG cannot be measured on these examples' (N, K) discrete factors; None if it can."""
+    if len(factor_ids) < MIN_MIG_EXAMPLES:
+        return f"{len(factor_ids)} examples; MIG needs at least {MIN_MIG_EXAMPLES}"
+    if all(column.unique().numel() < 2 for column in factor_ids.T):
+        return "no factor varies in these examples"
+    return None
 
 
 def discretize_factors(factors: Tensor) -> Tensor:

@@ -6,7 +6,12 @@ from typing import Any
 from torch import Tensor
 
 from betavae.evaluation.collect import SplitResults
-from betavae.evaluation.disentanglement import discretize_factors, mutual_information_gap
+from betavae.evaluation.disentanglement import (
+    discretize_factors,
+    mig_unavailable,
+    mutual_information_gap,
+)
+from betavae.evaluation.mig_keys import MIG_LEFT_OUT
 from betavae.evaluation.representation import active_units, knn_accuracy, linear_probe_accuracy
 
 
@@ -51,8 +56,20 @@ def probe_metrics(
 
 
 def mig_metrics(mu: Tensor, factors: Tensor, factor_names: tuple[str, ...]) -> dict[str, Any]:
-    mig, gaps = mutual_information_gap(mu, discretize_factors(factors))
+    """MIG and each factor's gap; or, where the examples cannot measure it, why not."""
+    ids = discretize_factors(factors)
+    reason = mig_unavailable(ids)
+    if reason is not None:
+        return {MIG_LEFT_OUT: reason}
+    mig, gaps = mutual_information_gap(mu, ids)
     return {"mig": mig, "mig_per_factor": dict(zip(factor_names, gaps, strict=True))}
+
+
+def format_mig(mig: float | None, gaps: dict[str, float | None], left_out: str | None) -> str:
+    """`0.012   (shape 0.00, ...)`, or `n/a   (why)`: the MIG row of the printed tables."""
+    if mig is None:
+        return f"{'n/a':>10}   ({left_out})"
+    return f"{mig:>10.3f}   ({format_gaps(gaps)})"
 
 
 def format_gaps(gaps: dict[str, float | None]) -> str:

@@ -8,6 +8,8 @@ MIG = "test/mig"
 VAL_MIG = "val/mig"
 # Followed by a factor's name: that factor's gap. Flat numbers like every other test/* metric.
 MIG_GAP = "test/mig_gap/"
+# Instead of MIG, where it could not be measured (a test split of a few examples): why not.
+MIG_LEFT_OUT = "mig_left_out"
 
 
 def mig_gaps(metrics: dict[str, float]) -> dict[str, float]:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FormatStrFormatter
 
 from betavae.evaluation.mig_keys import MIG
-from betavae.sweeps.jobs import Job
+from betavae.lifecycle.records import Job
 
 MIG_BETA_PNG = "mig_beta.png"
 _MARKERS = {"beta": ("o", "tab:blue", "β-VAE"), "beta_tc": ("s", "tab:orange", "β-TCVAE")}

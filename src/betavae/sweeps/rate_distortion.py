@@ -7,8 +7,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI machines
 import matplotlib.pyplot as plt
 
-from betavae.sweeps.jobs import Job
-from betavae.training.run_dir import FINISHED
+from betavae.lifecycle.layout import FINISHED
+from betavae.lifecycle.records import Job
 
 RATE_DISTORTION_PNG = "rate_distortion.png"
 

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from betavae.evaluation.mig_keys import MIG
-from betavae.sweeps.jobs import Job, has_mig, swept_keys
+from betavae.lifecycle.records import Job
+from betavae.sweeps.jobs import active_units, has_mig, swept_keys
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -35,7 +36,7 @@ def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict
                 **{key: job.config.get(key) for key in swept},
                 **{column: metrics.get(key) for column, key in METRIC_COLUMNS.items()},
                 **{column: metrics.get(MIG) for column in mig},
-                "active_units": job.active_units,
+                "active_units": active_units(job),
                 "best_checkpoint": _relative(Path(best), sweep_dir) if best else None,
                 "status": job.status,
             }

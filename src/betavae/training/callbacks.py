@@ -1,13 +1,60 @@
-"""Callbacks a run always has: image grids and traversals in TensorBoard, its progress on the
-console, and the log interval; checkpoints are `checkpointing.RunCheckpoints`."""
+"""Callbacks a run always has: the start of its plan, image grids and traversals in
+TensorBoard, its progress on the console, and the log interval; checkpoints and stops are the
+run's life's (`betavae.lifecycle.checkpoints`, `.stopping`)."""
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from omegaconf import DictConfig
 
+from betavae.lifecycle.plan import Plan, begin
+from betavae.lifecycle.signals import STOP_REQUESTS
 from betavae.training.disentanglement import ValidationMIG
 from betavae.training.image_logging import ImageGridLogger, TraversalLogger
 from betavae.training.log_interval import LogInterval
+from betavae.training.tensorboard_hparams import record_hparams
+
+
+class BeginRun(Callback):
+    """Makes the plan's own writes (config.yaml; a finished run's metrics.json set aside, ...)
+    and the run's HPARAMS entry once every DDP rank has planned: Lightning calls `setup` after
+    the ranks have met, and each rank waits here until rank zero has written."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if trainer.is_global_zero:
+            begin(self.plan)
+            record_hparams(self.plan.run_dir)
+        trainer.strategy.barrier("BeginRun")
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's bar, counting epochs as the epoch lines do (`Epoch 1/4`), and cleared when a
+    signal stops the run, so that what is said about the stop stands on lines of its own."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description(
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        if STOP_REQUESTS.signum is not None:
+            self._clear()
+            return
+        super().on_train_batch_end(trainer, *args, **kwargs)
+
+    def on_exception(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        for bar in (self._train_progress_bar, self._val_progress_bar):
+            if bar is not None and not bar.disable:
+                bar.leave = False
+                bar.close()
 
 
 class EpochLines(Callback):
@@ -38,7 +85,7 @@ def build_callbacks(
     mig = [] if factor_names is None else [ValidationMIG(factor_names)]
     images = config.images
     grids = ImageGridLogger(images.every_n_epochs, images.num_reconstructions, images.num_samples)
-    bar = [TQDMProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
+    bar = [EpochProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
     walks = config.traversals
     traversals = TraversalLogger(
         walks.every_n_epochs,

@@ -16,23 +16,26 @@ from torch.utils.data import DataLoader
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.disentanglement import dimension_factors
 from betavae.evaluation.metrics import mig_metrics
-from betavae.evaluation.mig_keys import MIG, MIG_GAP, VAL_MIG
+from betavae.evaluation.mig_keys import MIG, MIG_GAP, MIG_LEFT_OUT, VAL_MIG
 from betavae.vae import VAE
 
 # Examples per forward pass: the test split is small, and this bounds memory on any device.
 _BATCH_SIZE = 500
 
 
-def test_mig(vae: VAE, datamodule: pl.LightningDataModule) -> dict[str, float]:
+def test_mig(vae: VAE, datamodule: pl.LightningDataModule) -> dict[str, float | str]:
     """{"test/mig": MIG, "test/mig_gap/<factor>": gap, ...} of `vae` on the test split; {} for
-    data without factors. A factor that does not vary in the split has no gap. Every DDP rank
-    measures the whole split, so all return the same numbers."""
+    data without factors, and why not where the split cannot measure it. A factor that does not
+    vary in the split has no gap. Every DDP rank measures the whole split, so all return the
+    same numbers."""
     factor_names = getattr(datamodule, "factor_names", None)
     if factor_names is None:
         return {}
     # A plain loader over the whole split: the data module's own loaders are sharded per rank.
     results = run_split(vae, DataLoader(datamodule.test_set, batch_size=_BATCH_SIZE))
     measured = mig_metrics(results.mu, results.targets, factor_names)
+    if MIG_LEFT_OUT in measured:
+        return measured
     metrics = {MIG: measured["mig"]}
     gaps = measured["mig_per_factor"].items()
     return metrics | {MIG_GAP + name: gap for name, gap in gaps if gap is not None}
@@ -76,6 +79,8 @@ class ValidationMIG(Callback):
         if trainer.world_size > 1:
             mu, factors = (pl_module.all_gather(t).flatten(0, 1) for t in (mu, factors))
         mu, factors = mu.cpu(), factors.cpu()
-        mig = mig_metrics(mu, factors, self.factor_names)["mig"]
-        pl_module.log(VAL_MIG, mig, sync_dist=True)  # the same on every rank: all gathered
+        measured = mig_metrics(mu, factors, self.factor_names)
+        if MIG_LEFT_OUT in measured:  # a validation split of a few examples: no curve
+            return
+        pl_module.log(VAL_MIG, measured["mig"], sync_dist=True)  # the same on every rank
         self.dimension_factors = dimension_factors(mu, factors, self.factor_names)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from betavae.errors import UserError
-from betavae.training.divergence import check_finite
+from betavae.lifecycle.divergence import check_finite
 from betavae.vae import (
     ELBOTerms,
     beta_tc_loss,

@@ -1,11 +1,11 @@
-"""One training run, start to finish: data, model and Trainer; fit, test, report.
+"""One training run carried out as planned: data, model and Trainer; fit, test, report.
 
-The train app imports this only once the config has been validated, so a mistake on the
-command line is reported in a second rather than after importing torch and Lightning.
+The train app imports this only once the config has been validated and the run planned
+(`betavae.lifecycle.plan`), so a mistake on the command line is reported in a second rather
+than after importing torch and Lightning.
 """
 
 import logging
-import math
 import os
 import sys
 import warnings
@@ -14,18 +14,19 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from betavae.training.callbacks import build_callbacks
-from betavae.training.checkpoint_io import AtomicCheckpointIO
-from betavae.training.checkpointing import RunCheckpoints, stage_metrics
-from betavae.training.checkpoints import check_checkpoint_fits, newest_readable_checkpoint
+from betavae.lifecycle.checkpoints import AtomicCheckpointIO, RunCheckpoints, stage_metrics
+from betavae.lifecycle.divergence import Diverged
+from betavae.lifecycle.layout import CHECKPOINT_DIR, DIVERGED, write_metrics
+from betavae.lifecycle.plan import Action, Plan
+from betavae.lifecycle.signals import STOP_REQUESTS
+from betavae.lifecycle.stopping import GracefulStop
+from betavae.training.callbacks import BeginRun, build_callbacks
+from betavae.training.checkpoint_fit import check_checkpoint_fits
 from betavae.training.disentanglement import test_mig
-from betavae.training.divergence import Diverged
-from betavae.training.hparams import record_hparams, sweep_of
 from betavae.training.module import VAEModule
 from betavae.training.results import (
     diverged_metrics,
@@ -33,46 +34,35 @@ from betavae.training.results import (
     run_description,
     summary,
 )
-from betavae.training.run_dir import (
-    AUTO_RESUME,
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    METRICS_FILE,
-    clear_unfinished_attempt,
-    read_metrics,
-    removed_if_start_fails,
-    require_new_run_dir,
-    require_same_config,
-    resumed_config,
-    run_status,
-    set_aside_final_metrics,
-    write_metrics,
-)
-from betavae.training.signals import STOP_REQUESTS
-from betavae.training.stopping import GracefulStop
 from betavae.training.tensorboard import tensorboard_logdir
+from betavae.training.tensorboard_hparams import record_hparams, sweep_of
 from betavae.training.trainer_setup import build_trainer, check_devices
-from betavae.user_paths import shown_path, user_path
 
 
-def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str, Any]:
-    """Train and test one model in `run_dir`; return its metrics.json (status: finished or
-    diverged). A signal ends it with `RunStopped` instead, leaving it resumable.
+def train(plan: Plan) -> dict[str, Any]:
+    """Carry out `plan` (start, continue, extend or fork a run) and return its metrics.json
+    (status: finished or diverged). A signal ends it with `RunStopped` instead, leaving it
+    resumable.
 
-    `cfg` has been validated by the caller (the train app, before importing this module).
     Every rank of a DDP run calls this; only rank zero writes files and prints.
     """
-    STOP_REQUESTS.install()
     _quiet_lightning()
-    if cfg.resume == AUTO_RESUME and _has_ended(cfg, run_dir):
-        return read_metrics(run_dir)
-    root, rank_zero = Path(cfg.paths.output_dir), rank_zero_only.rank == 0
-    with removed_if_start_fails(run_dir, root, may_remove=rank_zero):
-        datamodule, module, checkpoint, cfg = _prepare(cfg, run_dir, task_overrides)
+    cfg, run_dir = plan.config, plan.run_dir
+    check_devices(cfg.trainer)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
+    if plan.checkpoint is not None:
+        key = "ckpt_path" if plan.action is Action.FORK else "resume"
+        check_checkpoint_fits(plan.checkpoint, module, key)
+    # Missing data fails here, before the run has files, not in the middle of `fit`.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
     checkpoints = RunCheckpoints(
         run_dir / CHECKPOINT_DIR,
         cfg.callbacks.checkpoint.every_n_train_steps,
         cfg.callbacks.checkpoint.every_n_minutes,
+        new_best=plan.action is Action.FORK,
     )
     # A progress bar is for a terminal; into a file it would write a line at every redraw.
     progress_bar = cfg.trainer.enable_progress_bar and sys.stdout.isatty()
@@ -80,6 +70,7 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
         OmegaConf.merge(cfg.trainer, {"enable_progress_bar": progress_bar}),
         logger=instantiate(cfg.logger, save_dir=str(run_dir)),
         callbacks=[
+            BeginRun(plan),
             *build_callbacks(
                 cfg.callbacks,
                 progress_bar,
@@ -97,16 +88,20 @@ def train(cfg: DictConfig, run_dir: Path, task_overrides: list[str]) -> dict[str
     if isinstance(trainer.accelerator, CPUAccelerator):
         _stop_per_step_cuda_probes()
     if trainer.is_global_zero:
-        print(run_description(trainer, cfg, module, datamodule, run_dir))
-        record_hparams(run_dir)
+        print(
+            "\n".join([*plan.notices, run_description(trainer, cfg, module, datamodule, run_dir)])
+        )
+    root = Path(cfg.paths.output_dir)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint)
     except Diverged as diverged:
         return _report(trainer, run_dir, root, diverged_metrics(trainer, checkpoints, diverged))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
-    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoints.best_path, verbose=False)
+    # The best checkpoint's weights; a run that never validated (a fork given too few epochs
+    # to reach a validation epoch) has none, and is tested as it ended.
+    tested = checkpoints.best_path if checkpoints.best_path.is_file() else None
+    trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
-    # The best checkpoint's weights, which `test` loaded into the module.
     test.update(test_mig(module.vae, datamodule))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     metrics = final_metrics(trainer, checkpoints, test)
@@ -121,19 +116,9 @@ def _report(
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
         record_hparams(run_dir)
-        if not _diverged(metrics):
+        if metrics["status"] != DIVERGED:
             print(summary(run_dir, metrics, tensorboard_logdir(run_dir, root, sweep_of(run_dir))))
     return metrics
-
-
-def _diverged(metrics: dict[str, Any]) -> bool:
-    return "diverged_at_step" in metrics
-
-
-def returned_metric(metrics: dict[str, Any], name: str) -> float:
-    """The number a sweeper optimises; NaN for a diverged run, so that Optuna records the
-    trial as failed rather than ranking it."""
-    return math.nan if _diverged(metrics) else metrics[name]
 
 
 def _quiet_lightning() -> None:
@@ -178,56 +163,3 @@ def _stop_per_step_cuda_probes() -> None:
     CUDA itself, and by now Lightning has made its device checks.
     """
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-
-
-def _has_ended(cfg: DictConfig, run_dir: Path) -> bool:
-    """`resume=auto`: whether this job has ended already (finished or diverged), so that it is
-    skipped, untouched."""
-    if not (run_dir / CONFIG_FILE).is_file():
-        return False
-    require_same_config(cfg, run_dir)
-    status = run_status(run_dir)
-    if status is not None and rank_zero_only.rank == 0:
-        print(f"Skipping {run_dir}: {status} already ({METRICS_FILE} is there)")
-    return status is not None
-
-
-def _continue_from(run_dir: Path) -> Path | None:
-    """The checkpoint a resumed run continues from; None (and a clean slate) if it has none."""
-    checkpoint, notice = newest_readable_checkpoint(run_dir)
-    if rank_zero_only.rank == 0:
-        if notice:
-            print(f"resume: {notice}")
-        if checkpoint is None:
-            clear_unfinished_attempt(run_dir)
-        else:
-            print(f"Continuing from {shown_path(checkpoint)}")
-    return checkpoint
-
-
-def _prepare(
-    cfg: DictConfig, run_dir: Path, task_overrides: list[str]
-) -> tuple[pl.LightningDataModule, VAEModule, Path | None, DictConfig]:
-    """Everything that can fail because of the user, done before anything is trained."""
-    check_devices(cfg.trainer)
-    checkpoint = None if cfg.ckpt_path is None else user_path(cfg.ckpt_path)
-    resuming = cfg.resume is not None
-    if cfg.resume is not None and cfg.resume != AUTO_RESUME:
-        cfg = resumed_config(cfg, task_overrides)
-    if resuming and (run_dir / CONFIG_FILE).is_file():
-        checkpoint = _continue_from(run_dir)
-    elif rank_zero_only.rank == 0:
-        require_new_run_dir(run_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
-    module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
-    if checkpoint is not None:
-        key = "resume" if resuming else "ckpt_path"
-        check_checkpoint_fits(checkpoint, module, key, None if resuming else cfg.trainer.max_epochs)
-    # Missing data fails here, before the run has files, not in the middle of `fit`.
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    if rank_zero_only.rank == 0:
-        set_aside_final_metrics(run_dir)
-        OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
-    return datamodule, module, checkpoint, cfg

@@ -7,12 +7,12 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
-from betavae.commands import override, shell_word
-from betavae.evaluation.metrics import format_gaps
-from betavae.evaluation.mig_keys import MIG, mig_gaps
-from betavae.training.checkpointing import RunCheckpoints
-from betavae.training.divergence import Diverged
-from betavae.training.run_dir import DIVERGED, FINISHED, METRICS_FILE
+from betavae.evaluation.metrics import format_mig
+from betavae.evaluation.mig_keys import MIG, MIG_LEFT_OUT, mig_gaps
+from betavae.lifecycle.checkpoints import RunCheckpoints
+from betavae.lifecycle.commands import Compose, new_run_command, resume_command, shell_word
+from betavae.lifecycle.divergence import Diverged
+from betavae.lifecycle.layout import DIVERGED, FINISHED, METRICS_FILE, read_config
 from betavae.user_paths import shown_path
 
 
@@ -34,6 +34,8 @@ def final_metrics(
         **(checkpoints.val_metrics or {}),
         **test,
         **_checkpoint_paths(checkpoints),
+        # A run that never validated (a fork given too few epochs) has no best checkpoint.
+        "tested": "best checkpoint" if checkpoints.best_path.is_file() else "final weights",
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
     }
@@ -78,9 +80,12 @@ def run_description(
 
 def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) -> str:
     """The few lines a user reads at the end: how good the model is, and where things went."""
+    tested = (
+        "best ckpt" if metrics.get("tested", "best checkpoint") == "best checkpoint" else "final"
+    )
     rows = [
         ("val (last epoch)", "val"),
-        ("test (best ckpt)", "test"),
+        (f"test ({tested})", "test"),
     ]
     epochs = metrics["epochs"]
     lines = [
@@ -89,32 +94,37 @@ def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) ->
     ]
     lines.append(f"  {'':18}{'elbo':>10}{'recon':>10}{'kl':>10}")
     for label, stage in rows:
+        if f"{stage}/elbo" not in metrics:  # a run that never validated
+            continue
         values = "".join(f"{metrics[f'{stage}/{m}']:>10.2f}" for m in ("elbo", "recon", "kl"))
         lines.append(f"  {label:18}{values}")
-    if MIG in metrics:
-        lines.append(f"  {'test MIG':18}{metrics[MIG]:>10.3f}   ({format_gaps(mig_gaps(metrics))})")
+    if MIG in metrics or MIG_LEFT_OUT in metrics:
+        row = format_mig(metrics.get(MIG), mig_gaps(metrics), metrics.get(MIG_LEFT_OUT))
+        lines.append(f"  {'test MIG':18}{row}")
+    best = metrics["best_checkpoint"]
     lines += [
         f"Run directory:   {shown_path(run_dir)}",
-        f"Best checkpoint: {shown_path(metrics['best_checkpoint'])}",
+        f"Best checkpoint: {shown_path(best) if best else 'none (no validation epoch)'}",
         f"Metrics:         {shown_path(run_dir / METRICS_FILE)}",
         f"TensorBoard:     tensorboard --logdir {shell_word(shown_path(tensorboard_logdir))}",
-        f"Train it longer: betavae-train {override('resume', shown_path(run_dir))} "
-        f"trainer.max_epochs={2 * epochs}",
+        f"Train it longer: {resume_command(run_dir, 2 * epochs)}",
     ]
     return "\n".join(lines)
 
 
-def diverged_line(run_dir: Path, cfg: DictConfig, metrics: dict[str, Any]) -> str:
-    """One line for a diverged run: where, and what to try."""
-    tries = [f"a lower model.lr (now {cfg.model.lr:g})"]
-    if not cfg.trainer.gradient_clip_val:
-        tries.append("trainer.gradient_clip_val=1.0")
-    if cfg.trainer.precision != "32-true":
-        tries.append("trainer.precision=32-true")
+def diverged_line(run_dir: Path, metrics: dict[str, Any], compose: Compose) -> str:
+    """One line for a diverged run: where, and the run again with a lower learning rate."""
+    config = read_config(run_dir)
+    others = []
+    if not config.trainer.gradient_clip_val:
+        others.append("trainer.gradient_clip_val=1.0")
+    if config.trainer.precision != "32-true":
+        others.append("trainer.precision=32-true")
+    also = f" (or add {' or '.join(others)})" if others else ""
     best = metrics["best_checkpoint"]
     kept = f"; its best checkpoint, {shown_path(best)}, is finite" if best else ""
+    command = new_run_command(run_dir, {"model.lr": config.model.lr / 10}, compose)
     return (
         f"{shown_path(run_dir)} diverged at step {metrics['diverged_at_step']} (training loss "
-        f"{metrics['diverged_loss']}); try {', '.join(tries[:-1])}{' or ' * (len(tries) > 1)}"
-        f"{tries[-1]}{kept}"
+        f"{metrics['diverged_loss']}){kept}; try a lower learning rate: {command}{also}"
     )

@@ -5,6 +5,7 @@ how many) is checked here, before any data is built, and whatever Lightning stil
 reported as one line naming `trainer`, not as a traceback.
 """
 
+import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -29,6 +30,12 @@ def check_devices(trainer: DictConfig) -> None:
         raise UserError(
             f"trainer.devices={_shown(devices)}: on the CPU (no GPU here) devices is a number "
             "of processes >= 1, or auto"
+        )
+    cores = len(os.sched_getaffinity(0))
+    if not on_gpu and isinstance(devices, int) and devices > cores:
+        raise UserError(
+            f"trainer.devices={devices}: on the CPU each device is a training process, and this "
+            f"machine has {cores} CPU core(s) and no GPU; use trainer.devices={cores} or fewer"
         )
     indices = list(devices) if OmegaConf.is_list(devices) else None
     if on_gpu and isinstance(devices, int) and devices > gpus:

@@ -1,8 +1,11 @@
-"""A run's two checkpoints, `best.ckpt` and `last.ckpt`, and when they are written.
+"""A run's checkpoints in one place: writing them (when, and whole or not at all) and reading
+them back (which one a run continues from, and what it holds).
 
-`best.ckpt` holds the epoch with the lowest validation ELBO; `last.ckpt` the latest state to
-continue from: at every epoch end, every `every_n_train_steps` steps or `every_n_minutes`
-minutes inside an epoch, and when the run is stopped by a signal (see `stopping`).
+Writing. `best.ckpt` holds the epoch with the lowest validation ELBO; `last.ckpt` the latest
+state to continue from: at every epoch end, every `every_n_train_steps` steps or
+`every_n_minutes` minutes inside an epoch, and when the run is stopped by a signal (see
+`stopping`). Lightning's ModelCheckpoint is not used: it writes the two files separately where
+they hold the same state, and at moments a run cannot be continued exactly from.
 
 Lightning restores a run exactly from a checkpoint written after a training batch inside an
 epoch, or at the end of an epoch; one written after the last batch of an epoch but before that
@@ -10,30 +13,56 @@ epoch's end (or during validation) makes Lightning skip that epoch's validation 
 the epochs (measured with Lightning 2.6). So nothing is written there: the epoch-end
 checkpoint follows a moment later.
 
+Lightning's own file writer stages a checkpoint in the system's temporary directory and moves
+it into place; across filesystems (a cluster's /tmp and its shared disk) that move is a copy,
+so a process killed during it leaves a truncated checkpoint. Here each file is staged next to
+its final name and renamed over the old one (`atomic_files`): the previous checkpoint stays
+readable until the new one is complete.
+
 Beside the weights, optimizer and loop counters that Lightning saves, each checkpoint holds
 torch's random state (so the noise of the reparameterization continues as it would have) and
 the last validation metrics (so a run resumed after its final epoch reports them without
 validating again).
+
+Reading. Checkpoints are loaded with `weights_only=True` (torch's default, safe for files from
+others); a file that cannot be read is reported in one line, and a run continues from its
+newest readable checkpoint.
 """
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from betavae.training.checkpoint_io import link_atomically, remove_stale_staging_files
-from betavae.training.run_dir import BEST_NAME, LAST_NAME
+from betavae.errors import UserError
+from betavae.lifecycle.atomic_files import (
+    STAGING_MARK,
+    fsync_directory,
+    replace_atomically,
+    staging_path,
+)
+from betavae.lifecycle.layout import (
+    BEST_CHECKPOINT,
+    BEST_NAME,
+    LAST_CHECKPOINT,
+    LAST_NAME,
+    CheckpointFacts,
+    require_checkpoint_file,
+)
 
-_STAGE_METRICS = ("elbo", "recon", "kl", "loss")
+# ---------------------------------------------------------------------------------- writing
 
 
 def stage_metrics(metrics: dict[str, Any], stage: str) -> dict[str, float]:
     """The `stage/...` epoch metrics as floats, e.g. from `trainer.callback_metrics`."""
-    return {f"{stage}/{m}": float(metrics[f"{stage}/{m}"]) for m in _STAGE_METRICS}
+    return {name: float(value) for name, value in metrics.items() if name.startswith(f"{stage}/")}
 
 
 def _random_state() -> dict[str, Any]:
@@ -49,11 +78,45 @@ def _set_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def remove_stale_staging_files(directory: Path) -> None:
+    """Drop staging files a killed process left; they never replaced a checkpoint."""
+    for stale in directory.glob(f".*.ckpt{STAGING_MARK}*"):
+        stale.unlink(missing_ok=True)
+
+
+def link_atomically(source: Path, path: Path) -> None:
+    """Make `path` the same file as `source` (a hard link) without a moment where it is absent.
+
+    Used when two checkpoints hold the same state, so it is serialised once. Where the
+    filesystem has no hard links, the bytes are copied instead.
+    """
+    staging = staging_path(path)
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(source, staging)
+    except OSError:
+        replace_atomically(path, lambda file: file.write(source.read_bytes()))
+        return
+    os.replace(staging, path)
+    fsync_directory(path.parent)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each file with `replace_atomically`."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        replace_atomically(Path(path), lambda file: torch.save(checkpoint, file))
+
+
 class RunCheckpoints(Checkpoint):
     """Writes `best.ckpt` and `last.ckpt` into `directory`.
 
     When the best and the last checkpoint are written at the same moment they hold the same
     state, so the state is serialised once and `last.ckpt` becomes a hard link to it.
+    `new_best`: the run starts from another run's checkpoint (`ckpt_path=`), whose best score
+    this run's `best.ckpt` is not measured against.
     """
 
     def __init__(
@@ -61,10 +124,12 @@ class RunCheckpoints(Checkpoint):
         directory: Path,
         every_n_train_steps: int | None = None,
         every_n_minutes: float | None = None,
+        new_best: bool = False,
     ) -> None:
         self.directory = directory
         self.every_n_train_steps = every_n_train_steps
         self.every_n_minutes = every_n_minutes
+        self.new_best = new_best
         self.best_score: float | None = None
         self.val_metrics: dict[str, float] | None = None
         self._validated = False
@@ -154,11 +219,57 @@ class RunCheckpoints(Checkpoint):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best_score = state_dict["best_score"]
-        self.val_metrics = state_dict["val_metrics"]
+        if not self.new_best:
+            self.best_score = state_dict["best_score"]
+            self.val_metrics = state_dict["val_metrics"]
         self._pending_random_state = state_dict["random_state"]
 
 
 def is_last_batch(trainer: pl.Trainer) -> bool:
     """Whether the training batch that just ended was the epoch's last."""
     return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def read_checkpoint(path: Path, key: str) -> dict[str, Any]:
+    """A checkpoint's contents, loaded on the CPU with `weights_only=True`; `key` names the
+    setting that gave the path, for the one line that says it cannot be read."""
+    require_checkpoint_file(path, key)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{key}={path}: not a readable checkpoint ({reason})") from error
+    if not isinstance(checkpoint, dict) or "loops" not in checkpoint:
+        raise UserError(f"{key}={path}: not a checkpoint of a Lightning training run")
+    return checkpoint
+
+
+def trained_epochs(checkpoint: dict[str, Any]) -> int:
+    """How many epochs were trained to their end when the checkpoint was written.
+
+    Lightning counts an epoch "processed" once its training and validation are done, and
+    "completed" only after its end-of-epoch hooks, which is where `last.ckpt` is written: so a
+    checkpoint written at the end of the third epoch says processed 3, completed 2.
+    """
+    return checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"]
+
+
+def checkpoint_facts(path: Path, key: str) -> CheckpointFacts:
+    checkpoint = read_checkpoint(path, key)
+    return CheckpointFacts(path, checkpoint["global_step"], trained_epochs(checkpoint))
+
+
+def readable_checkpoints(run_dir: Path) -> tuple[list[CheckpointFacts], list[Path]]:
+    """(the readable checkpoints of a run, last.ckpt first; the files that cannot be read)."""
+    readable, unreadable = [], []
+    for path in (run_dir / LAST_CHECKPOINT, run_dir / BEST_CHECKPOINT):
+        if not path.is_file():
+            continue
+        try:
+            readable.append(checkpoint_facts(path, "resume"))
+        except UserError:
+            unreadable.append(path)
+    return readable, unreadable

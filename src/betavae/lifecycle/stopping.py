@@ -3,7 +3,7 @@
 During training the run finishes the optimizer step in progress, writes `last.ckpt` of exactly
 that step, logs it, and raises `RunStopped` before the next batch is trained. A signal during
 the last batch of an epoch or during its validation lets the epoch end first (see
-`checkpointing` for why), so its checkpoint is whole.
+`checkpoints` for why), so its checkpoint is whole.
 During the final test the run stops at once: the training's checkpoints are complete, and no
 test result is written. Nothing marks the run finished; the app exits with 128 + the signal.
 """
@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
-from betavae.training.checkpointing import RunCheckpoints, is_last_batch
-from betavae.training.signals import RunStopped, StopRequests
+from betavae.lifecycle.checkpoints import RunCheckpoints, is_last_batch
+from betavae.lifecycle.signals import RunStopped, StopRequests
 
 
 class GracefulStop(Callback):
@@ -31,10 +31,7 @@ class GracefulStop(Callback):
         self._saved_for: int | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning has put its own SIGTERM handler in front of ours by now (it ends the run
-        # with exit status 0 and no checkpoint of the step): take the signal back.
-        self.requests.install()
-        self.requests.immediate = False
+        self.requests.training_started()
 
     def on_train_batch_end(
         self,

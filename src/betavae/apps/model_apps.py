@@ -16,11 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps import help
 from betavae.apps.cli import exit_on_user_error, run_app
+from betavae.config.model_apps import register_usage_schemas
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
-from betavae.config.usage import register_usage_schemas
 from betavae.errors import UserError
-from betavae.training.run_dir import BEST_CHECKPOINT, locate_run
+from betavae.lifecycle.layout import BEST_CHECKPOINT, locate_run
 from betavae.user_paths import shown_path
 
 if TYPE_CHECKING:
@@ -162,9 +162,7 @@ def usage_main(
             getattr(importlib.import_module(module), function)(cfg, paths)
 
     def main() -> None:
-        run_app(
-            _hydra_main, app_name, lambda: [], lambda: help.render(app_name, config_name, app_help)
-        )
+        run_app(_hydra_main, app_name, lambda: help.render(app_name, config_name, app_help))
 
     return main
 

@@ -1,10 +1,11 @@
-"""How a sweep's SLURM job (`hydra/launcher=slurm`) goes on once a signal has stopped its run.
+"""A sweep's SLURM job (`hydra/launcher=slurm`): how it goes on once a signal has stopped its
+run, and how it continues when SLURM starts it again.
 
 SLURM sends SIGUSR1 `signal_delay_s` before a job's time limit (`--signal=USR1@<seconds>`,
 conf/hydra/launcher/slurm.yaml). The run stops at the next step with a checkpoint of that step
 (`training.stopping`); then rank 0 asks SLURM to start the job again, and the job exits. SLURM
 ends it (SIGTERM), holds it a while (about 2 minutes) and starts it again under the same job
-id, where it continues its run (`multirun_job.continue_restarted_slurm_job`).
+id, where it continues its run as `resume=auto` would (`restarts`).
 
 SIGTERM comes from `scancel`, which means stop, or from SLURM requeueing the job itself
 (`scontrol requeue`, preemption), which has put it back in the queue already: the job tells
@@ -17,8 +18,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from betavae.commands import override
-from betavae.training.signals import RunStopped
+from betavae.lifecycle.commands import override
+from betavae.lifecycle.signals import RunStopped
 from betavae.user_paths import shown_path
 
 REQUEUE_SIGNAL = signal.SIGUSR1
@@ -42,6 +43,12 @@ def what_happens_next(stopped: RunStopped, sweep_dir: Path) -> str:
         f"{failed}to finish the sweep, rerun its command with {sweep} resume=auto once none "
         "of its jobs is queued or running"
     )
+
+
+def restarts() -> int:
+    """How many times SLURM has started this job again (requeued at its time limit, by
+    `scontrol requeue` or by preemption): SLURM counts them in SLURM_RESTART_COUNT."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
 def slurm_jobs_run_on(sweep_command: str) -> str:
@@ -98,5 +105,5 @@ def _requeued_by_slurm(job_id: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     restarts = re.search(r"\bRestarts=(\d+)", shown.stdout)
-    started_as = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    started_as = restarts()
     return restarts is not None and int(restarts.group(1)) > started_as

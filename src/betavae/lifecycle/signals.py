@@ -8,7 +8,7 @@ continues it exactly. A second signal stops the process at once, as a second Ctr
 to; checkpoints are written atomically, so the last one stays readable.
 
 SLURM sends SIGUSR1 before a job's time limit (`sbatch --signal=USR1@<seconds>`); it stops the
-run like SIGTERM, and a sweep's SLURM job then requeues itself (`apps.slurm_requeue`). Not
+run like SIGTERM, and a sweep's SLURM job then requeues itself (`slurm`). Not
 Lightning: its handler saves a checkpoint in the middle of a step. This module imports
 nothing heavy, so the apps install the handlers before importing torch.
 """
@@ -53,10 +53,28 @@ class StopRequests:
         self.immediate = True
 
     def install(self) -> None:
-        """(Re)register the handlers; a no-op outside the main thread, where Python has none."""
-        if threading.current_thread() is threading.main_thread():
-            for signum in HANDLED_SIGNALS:
-                signal.signal(signum, self._handle)
+        """Register the handlers for a run about to start (the process's, or the next job's of
+        a sweep): until it trains, a signal stops it at once, and one that came after the
+        previous job ended stops it now. A no-op outside the main thread, where Python has no
+        handlers."""
+        if not self._register():
+            return
+        self.immediate = True
+        self.raise_if_requested(None)
+
+    def training_started(self) -> None:
+        """From now on a signal is only recorded, and the run stops at a step it can continue
+        from. Lightning has put its own SIGTERM handler in front of ours by then (it ends the
+        run with exit status 0 and no checkpoint of the step): take the signal back."""
+        self._register()
+        self.immediate = False
+
+    def _register(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, self._handle)
+        return True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -75,4 +93,5 @@ class StopRequests:
             raise RunStopped(self.signum, step)
 
 
+# Signals reach a process, not a run: one record of them per process.
 STOP_REQUESTS = StopRequests()

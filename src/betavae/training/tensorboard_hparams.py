@@ -31,9 +31,9 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from betavae.sweeps.jobs import HYDRA_CONFIG, Job, read_job, read_sweep
+from betavae.lifecycle.layout import CONFIG_FILE, HYDRA_CONFIG, HYDRA_SETTINGS, METRICS_FILE
+from betavae.lifecycle.records import Job, read_job, read_sweep
 from betavae.training.descriptions import describe, hparams_metrics
-from betavae.training.run_dir import CONFIG_FILE, METRICS_FILE
 
 # "tfevents" in the name is what makes TensorBoard read a file.
 HPARAMS_FILE = "events.out.tfevents.hparams"
@@ -80,7 +80,7 @@ def record_hparams(run_dir: Path) -> None:
 
 def sweep_of(run_dir: Path) -> Path | None:
     """The sweep a run is a job of (Hydra recorded its multirun mode), or None."""
-    record = run_dir / ".hydra/hydra.yaml"
+    record = run_dir / HYDRA_SETTINGS
     if not record.is_file():
         return None
     mode = OmegaConf.load(record).hydra.get("mode")

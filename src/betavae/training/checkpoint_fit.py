@@ -1,0 +1,31 @@
+"""Whether a checkpoint holds a betavae model, and one that fits the model a config builds."""
+
+from pathlib import Path
+from typing import Any
+
+from betavae.errors import UserError
+from betavae.lifecycle.checkpoints import read_checkpoint
+from betavae.training.module import ARCHITECTURE_KEYS, VAEModule
+
+
+def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
+    """The VAE hyper-parameters saved in a checkpoint; one line if it is not betavae's."""
+    hparams = read_checkpoint(path, key).get("hyper_parameters")
+    if not isinstance(hparams, dict) or not set(ARCHITECTURE_KEYS) <= set(hparams):
+        raise UserError(f"{key}={path}: not a betavae checkpoint (no VAE hyper-parameters in it)")
+    return hparams
+
+
+def check_checkpoint_fits(path: Path, module: VAEModule, key: str) -> None:
+    """Fail before training if the checkpoint's weights cannot load into `module`."""
+    saved, wanted = checkpoint_hparams(path, key), module.architecture()
+    differences = [
+        f"{name}={saved[name]} (this config: {wanted[name]})"
+        for name in ARCHITECTURE_KEYS
+        if saved[name] != wanted[name]
+    ]
+    if differences:
+        raise UserError(
+            f"{key}={path}: the checkpoint's model differs: {'; '.join(differences)}; "
+            "use the model and data settings of the run that wrote it"
+        )

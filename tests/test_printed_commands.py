@@ -1,0 +1,143 @@
+"""Every command betavae prints, pasted into bash as printed: the run it starts is the same
+experiment as the one it came from, but for the settings it names."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TINY_RUN, console_script, run_cli
+from omegaconf import OmegaConf
+
+from betavae.config.flat import flatten
+
+pytestmark = pytest.mark.slow
+
+# The run's own settings, away from the defaults and from TINY_RUN's, so that a printed command
+# that dropped them would show.
+RUN = [*TINY_RUN, "data.num_examples=500", "model.beta=2", "trainer.max_epochs=1"]
+# Where a run ran, not what it trained: the pasted commands may leave them to the machine.
+_WHERE = ("resume", "ckpt_path", "paths.", "data.data_dir")
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    path = f"{Path(console_script('betavae-train')).parent}:{os.environ['PATH']}"
+    return {**os.environ, "BETAVAE_DATA_DIR": str(data_dir), "PATH": path}
+
+
+def _paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=_env(data_dir), capture_output=True, text=True
+    )
+
+
+def _settings(run_dir: Path) -> dict:
+    config = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
+    return {key: value for key, value in config.items() if not key.startswith(_WHERE)}
+
+
+def _differing(a: Path, b: Path) -> set[str]:
+    first, second = _settings(a), _settings(b)
+    return {key for key in first.keys() | second.keys() if first.get(key) != second.get(key)}
+
+
+def _new_runs(cwd: Path, known: set[Path]) -> list[Path]:
+    return sorted(p.parent for p in cwd.glob("outputs/*/*/config.yaml") if p.parent not in known)
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, str]:
+    """A finished run with settings of its own, and what it printed."""
+    cwd = tmp_path_factory.mktemp("printed")
+    result = run_cli(RUN, cwd, data_dir)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _new_runs(cwd, set())
+    return run_dir, result.stdout
+
+
+def test_train_it_longer_continues_the_same_run(original, data_dir):
+    run_dir, printed = original
+    command = printed.strip().splitlines()[-1].removeprefix("Train it longer: ")
+    assert (
+        command
+        == f"betavae-train resume={run_dir.relative_to(run_dir.parents[2])} trainer.max_epochs=2"
+    )
+    before = _settings(run_dir)
+
+    result = _paste(command, run_dir.parents[2], data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert _differing_from(before, run_dir) == {"trainer.max_epochs"}
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+def _differing_from(before: dict, run_dir: Path) -> set[str]:
+    after = _settings(run_dir)
+    return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+
+
+def test_the_fork_a_refused_resume_suggests_keeps_the_runs_settings(original, data_dir):
+    run_dir, _ = original
+    cwd = run_dir.parents[2]
+    known = set(_new_runs(cwd, set()))
+    refused = run_cli([f"resume={run_dir}", "model.beta=4"], cwd, data_dir)
+    assert refused.returncode == 2
+    command = refused.stderr.strip().split(", start a new run from its checkpoint: ")[1]
+
+    result = _paste(command, cwd, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    (forked,) = _new_runs(cwd, known)
+    assert _differing(run_dir, forked) == {"model.beta", "trainer.max_epochs"}
+    assert OmegaConf.load(forked / "config.yaml").ckpt_path.endswith("checkpoints/last.ckpt")
+    assert f"Starting from {run_dir.relative_to(cwd)}/checkpoints/last.ckpt" in result.stdout
+
+
+def test_the_divergence_line_suggests_the_run_with_a_lower_learning_rate(tmp_path, data_dir):
+    diverged = run_cli([*RUN, "model.lr=1e12"], tmp_path, data_dir)
+    assert diverged.returncode == 3
+    (run_dir,) = _new_runs(tmp_path, set())
+    command = diverged.stderr.strip().splitlines()[-1].split("try a lower learning rate: ")[1]
+    command = command.split(" (or add ")[0]
+
+    result = _paste(command, tmp_path, data_dir)
+
+    (again,) = _new_runs(tmp_path, {run_dir})
+    assert result.returncode in (0, 3), result.stderr  # 1e11 may diverge too: it ran
+    assert _differing(run_dir, again) == {"model.lr"}
+    assert OmegaConf.load(again / "config.yaml").model.lr == pytest.approx(1e11)
+
+
+def test_a_stopped_sweep_continues_with_its_own_settings(tmp_path, data_dir):
+    sweep = ["-m", *RUN, "data.batch_size=8", "model.beta=1,4", "hydra.sweep.dir=sweep"]
+    process = subprocess.Popen(
+        [console_script("betavae-train"), *sweep, "callbacks.checkpoint.every_n_train_steps=5"],
+        cwd=tmp_path,
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = tmp_path / "sweep/0_model.beta=1/checkpoints/last.ckpt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    command = stderr.strip().splitlines()[-1].split("continue with: ")[1]
+    assert shlex.split(command)[-2:] == ["hydra.sweep.dir=sweep", "resume=auto"]
+    before = _settings(tmp_path / "sweep/0_model.beta=1")
+
+    result = _paste(command, tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    assert _differing_from(before, tmp_path / "sweep/0_model.beta=1") == set()
+    assert _settings(tmp_path / "sweep/1_model.beta=4")["model.beta"] == 4
+    assert _settings(tmp_path / "sweep/1_model.beta=4")["data.num_examples"] == 500
