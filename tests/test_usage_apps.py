@@ -9,7 +9,6 @@ import csv
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -225,28 +224,73 @@ def test_score_a_folder_of_the_users_own_images_scores_every_image(run_dir, tmp_
         ("score", ["score=recon"], ["score=knn"], ["scores/test-recon.csv", "scores/test-knn.csv"]),
     ],
 )
-def test_results_of_other_options_are_kept_and_none_is_replaced_unasked(
+def test_results_of_other_options_are_kept_and_none_is_replaced_by_another_computation(
     run_dir, tmp_path, data_dir, command, first, second, written
 ):
     run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns(*_RESULTS))
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    only = ["traverse=false", "interpolate=false"] if command == "sample" else []
-    for options in (first, second):
-        _use(command, [f"run={run}", *only, *options], cwd, data_dir)
+    for options in (first, second, first):  # the same command again writes the same file again
+        _use(command, [f"run={run}", *options], cwd, data_dir)
     kept = {name: (run / name).read_bytes() for name in written}
+    # The run trains on: its best checkpoint is another model now.
+    best = run / "checkpoints/best.ckpt"
+    best.unlink()
+    shutil.copy(run / "checkpoints/last.ckpt", best)
+    best.write_bytes(best.read_bytes() + b"\0")
 
-    started = time.monotonic()
-    again = run_cli([f"run={run}", *only, *first], cwd, data_dir, script=f"betavae-{command}")
-    seconds = time.monotonic() - started
+    again = run_cli([f"run={run}", *first], cwd, data_dir, script=f"betavae-{command}")
 
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
-        f"betavae-{command}: error: {run / written[0]} exists already (this command, run "
-        "before); pass overwrite=true to replace it, or change an option to write another variant"
+        f"betavae-{command}: error: {run / written[0]} exists already, made from an earlier "
+        f"state of {best} (the run has trained on since); pass overwrite=true to replace it"
     ]
-    assert seconds < 2, f"{seconds:.1f} s to say no"  # before torch is imported
     assert {name: (run / name).read_bytes() for name in written} == kept
+
+
+def test_sample_writes_a_changed_pictures_variant_beside_the_others(run_dir, tmp_path, data_dir):
+    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns(*_RESULTS))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    for options in ([], ["span=2"], ["n=16"]):
+        _use("sample", [f"run={run}", *options], cwd, data_dir)
+
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "interpolation.png",
+        "prior-n=16.png",
+        "prior.png",
+        "traversal-span=2.png",
+        "traversal.png",
+    ]
+
+
+def test_a_result_of_other_data_under_the_same_name_is_refused_naming_the_difference(
+    run_dir, tmp_path, data_dir
+):
+    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns(*_RESULTS))
+    folders = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(4):
+            pixels = np.full((IMAGE_SIZE, IMAGE_SIZE), 60 * i, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+        folders.append(folder)
+    data = ["data=image_folder", "data.channels=1", f"data.image_size={IMAGE_SIZE}"]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    _use("score", [f"run={run}", *data, f"data.path={folders[0]}"], cwd, data_dir)
+
+    other = run_cli(
+        [f"run={run}", *data, f"data.path={folders[1]}"], cwd, data_dir, script="betavae-score"
+    )
+
+    assert other.returncode == 2
+    assert other.stderr.strip() == (
+        f"betavae-score: error: {run}/scores/imagefolder-all-elbo.csv exists already, made with "
+        f"data.path={folders[0]} (now {folders[1]}); pass overwrite=true to replace it"
+    )
 
 
 def test_overwrite_true_replaces_that_result_only(run_dir, tmp_path, data_dir):

@@ -33,11 +33,16 @@ class LoadedRun:
     def vae(self) -> VAE:
         return self.module.vae
 
-    def datamodule(self, data: DictConfig | None = None) -> BaseDataModule:
-        """The data to use the model on, set up and checked to fit it: `data` where it names a
-        data set (has a `_target_`), else the run's own data with `data`'s keys changed."""
+    def data_config(self, data: DictConfig | None = None) -> DictConfig:
+        """`data` where it names a data set (has a `_target_`), else the run's own data with
+        `data`'s keys changed."""
         if data is None or "_target_" not in data:
-            data = OmegaConf.merge(self.config.data, data or {})
+            return OmegaConf.merge(self.config.data, data or {})
+        return data
+
+    def datamodule(self, data: DictConfig | None = None) -> BaseDataModule:
+        """The data of `data_config(data)`, set up and checked to fit the model."""
+        data = self.data_config(data)
         validate_data(data)
         datamodule = instantiate(data)
         wanted = tuple(self.module.hparams.image_shape)

@@ -1,6 +1,5 @@
 """`betavae-eval`: how good a trained model is, on one split, as metrics.json and a table."""
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from betavae.apps.model_apps import (
     examples,
     open_run,
 )
+from betavae.apps.result_files import Results
 from betavae.data.base import class_labels
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.metrics import (
@@ -24,11 +24,12 @@ from betavae.evaluation.mig_keys import MIG_LEFT_OUT
 from betavae.user_paths import shown_path
 
 
-def evaluate(cfg: DictConfig, paths: dict[str, Path]) -> Path:
+def evaluate(cfg: DictConfig, files: Results) -> Path:
     """Compute every metric the data allows, write them to `<run>/eval/`, print a table."""
     run = open_run(cfg)
-    path = paths["metrics"]
-    datamodule = run.datamodule(cfg.data)
+    data = run.data_config(cfg.data)
+    datamodule = run.datamodule(data)
+    files.claim(run.checkpoint, data, cfg)
     results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)), iwae_k=cfg.k)
     image_shape = tuple(run.module.hparams.image_shape)
     metrics: dict[str, Any] = {
@@ -49,8 +50,7 @@ def evaluate(cfg: DictConfig, paths: dict[str, Path]) -> Path:
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    path = files.write_json("metrics", metrics)
     print(table(metrics))
     print(f"Metrics: {shown_path(path)}")
     return path

@@ -1,5 +1,5 @@
 """The apps that use a trained model (betavae-eval, -sample, -encode, -score): their console
-scripts, opening the run from the config, and naming their results.
+scripts, opening the run from the config, and the names of their results (`result_files`).
 
 The console scripts import only Hydra and the schemas, so that `--help` and a mistake in the
 config answer at once; each app's task (torch and all) is imported once the config is valid.
@@ -16,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps import help
 from betavae.apps.cli import exit_on_user_error, run_app
+from betavae.apps.result_files import ResultFile, Results
 from betavae.config.model_apps import register_usage_schemas
 from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
-from betavae.errors import UserError
+from betavae.lifecycle.commands import hydra_value
 from betavae.lifecycle.layout import BEST_CHECKPOINT, locate_run
-from betavae.user_paths import shown_path
 
 if TYPE_CHECKING:
     from betavae.loading import LoadedRun
@@ -75,9 +75,10 @@ def variant(cfg: DictConfig, keys: Iterable[str]) -> str:
 
 
 def _shown(value: object) -> str:
+    """As typed: `2` for the float 2.0, `0,1` for a list."""
     if OmegaConf.is_list(value) or isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
+        return ",".join(hydra_value(v) for v in value)
+    return hydra_value(value)
 
 
 def results_folder(run_dir: Path, checkpoint: Path, name: str) -> Path:
@@ -88,28 +89,41 @@ def results_folder(run_dir: Path, checkpoint: Path, name: str) -> Path:
     return run_dir / f"{name}-{checkpoint.stem}"
 
 
-def eval_names(cfg: DictConfig) -> dict[str, str]:
+def eval_names(cfg: DictConfig) -> dict[str, ResultFile]:
+    options = ("split", "k", "seed")
     # The run's own test split with the default options is the usual case: the plain name.
     stem = f"{results_stem(cfg)}{variant(cfg, ['k', 'seed'])}"
-    return {"metrics": "metrics.json" if stem == "test" else f"metrics-{stem}.json"}
+    name = "metrics.json" if stem == "test" else f"metrics-{stem}.json"
+    return {"metrics": ResultFile(name, options)}
 
 
-def sample_names(cfg: DictConfig) -> dict[str, str]:
-    names = {"prior": f"prior{variant(cfg, ['n', 'seed'])}.png"}
+def sample_names(cfg: DictConfig) -> dict[str, ResultFile]:
+    names = {"prior": ResultFile(f"prior{variant(cfg, ['n', 'seed'])}.png", ("n", "seed"))}
     if cfg.traverse:
-        names["traversal"] = f"traversal{variant(cfg, ['span', 'steps'])}.png"
+        traversal = ("span", "steps")
+        names["traversal"] = ResultFile(f"traversal{variant(cfg, traversal)}.png", traversal)
     if cfg.interpolate:
-        names["interpolation"] = f"interpolation{variant(cfg, ['steps', 'pairs'])}.png"
+        interpolation = ("steps", "pairs")
+        name = f"interpolation{variant(cfg, interpolation)}.png"
+        names["interpolation"] = ResultFile(name, interpolation)
     return names
 
 
-def encode_names(cfg: DictConfig) -> dict[str, str]:
-    return {"latents": f"{results_stem(cfg)}.npz", "scatter": f"{results_stem(cfg)}_scatter.png"}
+def encode_names(cfg: DictConfig) -> dict[str, ResultFile]:
+    stem = results_stem(cfg)
+    return {
+        "latents": ResultFile(f"{stem}.npz", ("split",)),
+        "scatter": ResultFile(f"{stem}_scatter.png", ("split",)),
+    }
 
 
-def score_names(cfg: DictConfig) -> dict[str, str]:
+def score_names(cfg: DictConfig) -> dict[str, ResultFile]:
+    options = ("split", "score", *_score_options(cfg.score))
     name = f"{results_stem(cfg)}-{cfg.score}{variant(cfg, _score_options(cfg.score))}"
-    return {"table": f"{name}.csv", "summary": f"{name}.json"}
+    return {
+        "table": ResultFile(f"{name}.csv", options),
+        "summary": ResultFile(f"{name}.json", options),
+    }
 
 
 def _score_options(score: str) -> list[str]:
@@ -120,46 +134,27 @@ def _score_options(score: str) -> list[str]:
     return [*options, "seed", *(["k"] if score == "iwae" else [])]
 
 
-def new_results(cfg: DictConfig, folder: str, names: dict[str, str]) -> dict[str, Path]:
-    """The paths of the files an app is about to write, by kind, in its `folder` of the run.
-
-    A result file is never replaced by another computation under its name without asking: the
-    same name means the same options, but the run's checkpoint may have changed since. Checked
-    without torch, so that it is said at once.
-    """
-    run_dir, checkpoint = locate_run(cfg.run)
-    paths = {
-        kind: results_folder(run_dir, checkpoint, folder) / name for kind, name in names.items()
-    }
-    taken = [path for path in paths.values() if path.exists()]
-    if taken and not cfg.overwrite:
-        raise UserError(
-            f"{shown_path(taken[0])} exists already (this command, run before); pass "
-            "overwrite=true to replace it, or change an option to write another variant"
-        )
-    return paths
-
-
-def usage_main(
+def model_app_main(
     config_name: str,
     app_name: str,
     task: str,
     app_help: help.AppHelp,
-    results: tuple[str, Callable[[DictConfig], dict[str, str]]],
+    results: tuple[str, Callable[[DictConfig], dict[str, ResultFile]]],
 ) -> Callable[[], None]:
     """The console-script `main` of an app: the function `task` ("module:function") on the
-    composed `conf/<config_name>.yaml` and the paths it writes (`results`: its folder in the
-    run and the names of its files), with every user mistake, at composition or inside the
-    task, reported as one line."""
+    composed `conf/<config_name>.yaml` and the files it writes (`results`: its folder in the
+    run and its files by kind), with every user mistake, at composition or inside the task,
+    reported as one line."""
     folder, names = results
 
     @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     def _hydra_main(cfg: DictConfig) -> None:
         with exit_on_user_error(app_name):
             validate(cfg)
-            paths = new_results(cfg, folder, names(cfg))  # said at once, before torch is imported
+            run_dir, checkpoint = locate_run(cfg.run)  # said at once, before torch is imported
+            files = Results(results_folder(run_dir, checkpoint, folder), names(cfg), cfg.overwrite)
             module, function = task.split(":")
-            getattr(importlib.import_module(module), function)(cfg, paths)
+            getattr(importlib.import_module(module), function)(cfg, files)
 
     def main() -> None:
         run_app(_hydra_main, app_name, lambda: help.render(app_name, config_name, app_help))
@@ -167,15 +162,15 @@ def usage_main(
     return main
 
 
-eval_main = usage_main(
+eval_main = model_app_main(
     "eval", "betavae-eval", "betavae.apps.evaluate:evaluate", help.EVAL, ("eval", eval_names)
 )
-sample_main = usage_main(
+sample_main = model_app_main(
     "sample", "betavae-sample", "betavae.apps.sample:sample", help.SAMPLE, ("samples", sample_names)
 )
-encode_main = usage_main(
+encode_main = model_app_main(
     "encode", "betavae-encode", "betavae.apps.encode:encode", help.ENCODE, ("latents", encode_names)
 )
-score_main = usage_main(
+score_main = model_app_main(
     "score", "betavae-score", "betavae.apps.score:score", help.SCORE, ("scores", score_names)
 )

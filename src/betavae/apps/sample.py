@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from betavae.apps.model_apps import open_run
+from betavae.apps.result_files import Results
 from betavae.errors import UserError
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.disentanglement import dimension_factors
@@ -15,10 +15,12 @@ from betavae.evaluation.pictures import grid, interpolation, traversal, traversa
 from betavae.user_paths import shown_path
 
 
-def sample(cfg: DictConfig, paths: dict[str, Path]) -> list[Path]:
+def sample(cfg: DictConfig, files: Results) -> list[Path]:
     """Prior samples, and (from test images) traversals and interpolations, as PNG files."""
     run = open_run(cfg)
-    datamodule = run.datamodule(cfg.data)
+    data = run.data_config(cfg.data)
+    datamodule = run.datamodule(data)
+    files.claim(run.checkpoint, data, cfg)
     vae = run.vae
     device = next(vae.parameters()).device
     grids: dict[str, torch.Tensor] = {}
@@ -49,9 +51,6 @@ def sample(cfg: DictConfig, paths: dict[str, Path]) -> list[Path]:
             pairs = mu[: 2 * cfg.pairs].view(cfg.pairs, 2, -1)
             lines = interpolation(vae, pairs[:, 0], pairs[:, 1], cfg.steps)
             grids["interpolation"] = grid(lines, cfg.steps)
-    out_dir = paths["prior"].parent
-    out_dir.mkdir(exist_ok=True)
-    for kind, picture in grids.items():
-        save_image(picture, paths[kind])
-    print(f"Wrote to {shown_path(out_dir)}: {', '.join(p.name for p in paths.values())}")
-    return list(paths.values())
+    written = [files.save_picture(kind, picture) for kind, picture in grids.items()]
+    print(f"Wrote to {shown_path(files.folder)}: {', '.join(p.name for p in written)}")
+    return written

@@ -1,7 +1,6 @@
 """`betavae-score`: anomaly scores per example, flagged against a threshold set on normal data."""
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.apps.model_apps import data_split, open_run, other_data
 from betavae.apps.model_apps import examples as examples_of
+from betavae.apps.result_files import Results
 from betavae.data.base import class_labels, source_indices
 from betavae.evaluation.anomaly import anomaly_scores, quantile_threshold, separation
 from betavae.evaluation.collect import run_split
@@ -19,20 +19,19 @@ from betavae.user_paths import shown_path
 UNITS = {"knn": "standardized latent distance"}
 
 
-def score(cfg: DictConfig, paths: dict[str, Path]) -> Path:
+def score(cfg: DictConfig, files: Results) -> Path:
     """Score a split (of the run's data with every class, or of `data=`), write CSV + summary.
 
     The threshold comes from the run's own validation split, the normal data the model was
     trained on (without any excluded classes), so it means the same whatever is scored.
     """
     run = open_run(cfg)
-    table, summary_path = paths["table"], paths["summary"]
     reference = run.datamodule()
-    if other_data(cfg):
-        scored = run.datamodule(cfg.data)
-    else:
-        # The run's data again, with the classes held out of training put back to be scored.
-        scored = run.datamodule(OmegaConf.merge({"exclude_classes": []}, cfg.data))
+    # On the run's own data, the classes held out of training are put back to be scored.
+    put_back = {} if other_data(cfg) else {"exclude_classes": []}
+    data = run.data_config(OmegaConf.merge(put_back, cfg.data))
+    scored = run.datamodule(data)
+    files.claim(run.checkpoint, data, cfg)
     iwae_k = cfg.k if cfg.score == "iwae" else None
     # The knn score measures distances to the encodings of the normal data the model was
     # trained on; the validation examples (for the threshold) are scored against them too.
@@ -68,7 +67,6 @@ def score(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     found = None if is_anomaly is None else separation(scores, is_anomaly)
     if found is not None:
         summary.update(auroc=found.auroc, auprc=found.auprc, anomalies=int(is_anomaly.sum()))
-    table.parent.mkdir(exist_ok=True)
     columns = {
         "index": indices.tolist(),
         "label": [""] * len(scores) if labels is None else labels.tolist(),
@@ -77,8 +75,9 @@ def score(cfg: DictConfig, paths: dict[str, Path]) -> Path:
     }
     if is_anomaly is not None:
         columns["anomaly"] = is_anomaly.int().tolist()
+    table = files.path("table")
     _write_csv(table, columns)
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    summary_path = files.write_json("summary", summary)
     print(report(summary, len(normal)))
     print(f"Scores:  {shown_path(table)}\nSummary: {shown_path(summary_path)}")
     return table

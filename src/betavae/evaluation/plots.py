@@ -18,10 +18,16 @@ def principal_components(points: Tensor, count: int) -> tuple[Tensor, Tensor]:
 
 
 def latent_scatter(
-    mu: Tensor, labels: Tensor | None, label_name: str, class_names: list[str], path: Path
+    mu: Tensor,
+    labels: Tensor | None,
+    label_name: str,
+    class_names: list[str],
+    path: Path,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write a scatter PNG of μ (N, D) to `path`, coloured by integer `labels` (if any) with a
-    legend naming each class (`class_names[label]`, e.g. "0 square")."""
+    legend naming each class (`class_names[label]`, e.g. "0 square"); `metadata`: text chunks
+    of the PNG."""
     if mu.shape[1] == 2:
         points, axes = mu, ("z[0]", "z[1]")
     elif mu.shape[1] == 1:
@@ -51,5 +57,5 @@ def latent_scatter(
     ax.set_ylabel(axes[1])
     ax.set_title(f"{len(points)} examples")
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, metadata=metadata)
     plt.close(figure)
