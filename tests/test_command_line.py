@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 RUN = "<run>"
 LAST = "<run>/checkpoints/last.ckpt"
 
+CORES = len(os.sched_getaffinity(0))
 # (command, arguments, what the one line must name, whether it answers before torch loads)
 BAD_INPUTS = [
     ("train", ["model.latent_dim=-3"], "model.latent_dim=-3", True),
@@ -41,17 +42,29 @@ BAD_INPUTS = [
     ("train", [f"resume={RUN}", "model.beta=4"], "model.beta=4", True),
     ("train", [f"resume={RUN}", "trainer.max_epochs=1"], "trainer.max_epochs=1", True),
     ("train", ["-m", "hydra/launcher=slurm", "model.beta=1,4"], "hydra/launcher=slurm", True),
+    ("train", ["trainer.check_val_every_n_epoch=11"], "trainer.check_val_every_n_epoch=11", True),
+    ("train", [f"resume={RUN}", "ckpt_path=x.ckpt"], "resume= and ckpt_path= exclude", True),
+    ("train", ["resume=auto"], "resume=auto continues what a directory holds", True),
+    ("train", ["data=image_folder", "data.path=~/pictures"], "\"data.path='~/pictures'\"", True),
     ("train", ["trainer.accelerator=gpu"], "trainer.accelerator=gpu", False),
+    ("train", ["trainer.devices=64"], f"machine has {CORES} CPU core(s) and no GPU", False),
     ("train", ["trainer=cpu", "trainer.devices=[0]"], "trainer.devices=[0]", False),
     ("train", ["data.exclude_classes=[5]"], "there is no class 5", False),
     ("train", ["data.exclude_classes=[0,1,2]"], "data.exclude_classes=[0, 1, 2]", False),
     ("train", [*TINY_RUN, f"ckpt_path={LAST}", "trainer.max_epochs=2"], "max_epochs=2", False),
+    ("train", [*TINY_RUN, f"ckpt_path={LAST}", "trainer.max_epochs=3"], "=4 or more", False),
     ("train", [*TINY_RUN, "model.latent_dim=8", f"ckpt_path={LAST}"], "(this config: 8)", False),
     ("eval", [], "run is missing", True),
     ("eval", ["run=/no/such/run"], "run=/no/such/run", True),
     ("eval", [f"run={RUN}", "k=0"], "k=0", True),
     ("eval", [f"run={RUN}", "split=training"], "split='training'", True),
     ("sample", [f"run={RUN}", "n=0"], "n=0", True),
+    (
+        "sample",
+        ["run=multi/2_model.beta=1,model.x=8"],
+        "\"run='multi/2_model.beta=1,model.x=8'\"",
+        True,
+    ),
     ("sample", [f"run={RUN}", "steps=1"], "steps=1", True),
     ("sample", [f"run={RUN}", "steeps=3"], "steeps: no such key; did you mean steps?", True),
     ("sample", [f"run={RUN}", "+data.batchsize=8"], "did you mean data.batch_size?", False),

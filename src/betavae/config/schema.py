@@ -217,6 +217,10 @@ class TrainerConfig(_Checked):
         steps = self.log_every_n_steps
         self._require(steps is None or steps >= 1, "log_every_n_steps", "null or an integer >= 1")
         self._require_counts("check_val_every_n_epoch")
+        validates = self.check_val_every_n_epoch <= self.max_epochs
+        never = "a run that never validates has no best checkpoint"
+        allowed = f"at most trainer.max_epochs ({self.max_epochs}): {never}"
+        self._require(validates, "check_val_every_n_epoch", allowed)
         self._require(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
         accelerators = ", ".join(ACCELERATORS)
         self._require(self.accelerator in ACCELERATORS, "accelerator", f"one of {accelerators}")
