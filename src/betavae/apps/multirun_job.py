@@ -105,6 +105,16 @@ def _sinfo(arguments: list[str]) -> str:
     )
 
 
+def quiet_slurm_polls() -> None:
+    """While a SLURM sweep waits, submitit asks sacct for its jobs' states at every poll; on a
+    cluster without accounting each answer is an error that submitit reports twice (stdout and
+    stderr) and Hydra's log once more. Leave sacct's own line, which says why: submitit learns
+    that a job ended from the result file it writes instead."""
+    logging.getLogger("submitit").addFilter(
+        lambda record: "Bypassing sacct error" not in record.getMessage()
+    )
+
+
 def tasks_for_gpus(gpus_per_node: int | None) -> int:
     """SLURM tasks per node for `hydra/launcher=slurm`: one per GPU, one on a CPU-only node."""
     return max(1, gpus_per_node or 0)

@@ -31,6 +31,7 @@ from betavae.apps.multirun_job import (
     give_slurm_job_its_ranks,
     job_resume,
     log_only_from_rank_zero,
+    quiet_slurm_polls,
     register_resolvers,
     runs_as_slurm_job,
 )
@@ -179,6 +180,8 @@ def main() -> None:
     # Optuna's database layer announces each of its plugins as Hydra loads the Optuna sweeper.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     argv = sys.argv[1:]
+    if command_line_value(argv, "hydra/launcher") == "slurm":
+        quiet_slurm_polls()
     planned = Invocation(argv)
 
     def command_line(typed: list[str]) -> list[str]:
