@@ -106,6 +106,9 @@ def test_factor_vae_logs_its_tc_and_discriminator_loss_at_the_logging_steps(fact
         assert loss == pytest.approx(elbo + 10 * tc, abs=1e-3)
     # A cross-entropy of two classes: log 2 for a discriminator that cannot tell them apart.
     assert all(0 < value < 1 for _, value in logged["train/discriminator_loss"])
+    events = tensorboard_run(factor_vae_run)
+    for tag in ("train/tc", "val/tc", "train/discriminator_loss", "val/discriminator_loss"):
+        assert "FactorVAE" in events.SummaryMetadata(tag).summary_description, tag
 
 
 def test_factor_vae_checkpoint_holds_the_discriminator_and_its_own_adam(factor_vae_run):
@@ -135,3 +138,6 @@ def test_dip_vae_logs_its_penalty_which_the_loss_adds_to_the_elbo(tmp_path, data
     ):
         assert dip > 0
         assert loss == pytest.approx(elbo + dip, abs=1e-3)
+    events = tensorboard_run(run_dir)
+    for tag in ("train/dip", "val/dip"):
+        assert "DIP-VAE's penalty" in events.SummaryMetadata(tag).summary_description, tag

@@ -188,11 +188,14 @@ def test_one_backward_pass_gives_each_network_the_gradient_of_its_own_loss_alone
     assert all(g.abs().sum() > 0 for g in combined)  # both networks do learn
 
 
-def test_discriminator_terms_are_float32_under_bf16_autocast() -> None:
+def test_discriminator_terms_and_covariances_are_float32_under_bf16_autocast() -> None:
     critic, z = discriminator(4), torch.randn(8, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         parts = factor_vae_terms(critic, z)
-        cov = covariance_of_codes(z.bfloat16(), z.bfloat16())
+        means = covariance(z.bfloat16())
+        codes = covariance_of_codes(z.bfloat16(), z.bfloat16())
 
     assert parts.total_correlation.dtype == parts.discriminator_loss.dtype == torch.float32
-    assert cov.dtype == torch.float32
+    assert means.dtype == codes.dtype == torch.float32
+    # Computed in float32 from the bf16 values, not rounded to bf16's 8 bits on the way.
+    torch.testing.assert_close(means, covariance(z.bfloat16().float()), rtol=1e-6, atol=1e-6)

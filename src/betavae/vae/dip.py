@@ -15,9 +15,12 @@ from torch import Tensor
 
 def covariance(x: Tensor) -> Tensor:
     """The (D, D) covariance of the rows of x (B, D) in float32, over the batch (divided by B,
-    as the expectations of the paper are); of μ, it is DIP-VAE-I's matrix."""
+    as the expectations of the paper are); of μ, it is DIP-VAE-I's matrix.
+
+    A mean of outer products, not a matrix product, which autocast would run in bf16/fp16.
+    """
     centred = x.float() - x.float().mean(0)
-    return centred.T @ centred / x.shape[0]
+    return (centred[:, :, None] * centred[:, None, :]).mean(0)
 
 
 def covariance_of_codes(mu: Tensor, logvar: Tensor) -> Tensor:
