@@ -66,11 +66,19 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
         ("model.scheduler=linear", "model.scheduler='linear' is not allowed"),
         (
             "model.objective=tc",
-            "model.objective='tc' is not allowed: one of beta, capacity, beta_tc",
+            "model.objective='tc' is not allowed: one of beta, capacity, beta_tc, factor_vae, "
+            "dip_vae_i, dip_vae_ii",
         ),
         ("model.capacity_gamma=0", "model.capacity_gamma=0.0 is not allowed: a number > 0"),
         ("model.capacity_max=-5", "model.capacity_max=-5.0 is not allowed: a number >= 0"),
         ("model.capacity_steps=-1", "model.capacity_steps=-1 is not allowed: an integer >= 0"),
+        ("model.factor_vae_gamma=-1", "model.factor_vae_gamma=-1.0 is not allowed: a number >= 0"),
+        ("model.dip_lambda_od=-1", "model.dip_lambda_od=-1.0 is not allowed: a number >= 0"),
+        (
+            "model.dip_lambda_d=-2",
+            "model.dip_lambda_d=-2.0 is not allowed: null (the paper's 10·dip_lambda_od for "
+            "dip_vae_i, dip_lambda_od for dip_vae_ii) or a number >= 0",
+        ),
         ("data.val_fraction=1.5", "data.val_fraction=1.5 is not allowed"),
         ("data.test_fraction=0.95", "val_fraction + test_fraction must be < 1"),
         ("trainer.precision=16", "trainer.precision='16' is not allowed"),

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY_RUN, event_file_pids, run_cli
 
 pytestmark = pytest.mark.slow
@@ -59,3 +60,22 @@ def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, da
             metrics["val/recon"] + beta * metrics["val/kl"], rel=1e-5
         )
     assert result.stdout.count("Trained 2 epochs") == 2
+
+
+def test_ddp_trains_factor_vae_and_dip_vae_each_step_once(tmp_path, data_dir):
+    objectives = ["model.objective=factor_vae,dip_vae_ii", "hydra.sweep.dir=sweep"]
+    result = run_cli(["-m", *DDP, *objectives], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    factor_vae = tmp_path / "sweep/0_model.objective=factor_vae"
+    dip_vae = tmp_path / "sweep/1_model.objective=dip_vae_ii"
+    # One optimizer step per batch, the discriminator's included (not two, as two optimizers
+    # under Lightning's manual optimization would count).
+    steps = _assert_complete(factor_vae)["global_step"]
+    checkpoint = torch.load(factor_vae / "checkpoints/last.ckpt", weights_only=True)
+    adam = checkpoint["optimizer_states"][0]
+    critic_group = adam["param_groups"][1]
+    assert critic_group["lr"] == 1e-4
+    assert {adam["state"][i]["step"].item() for i in critic_group["params"]} == {steps}
+    metrics = _assert_complete(dip_vae)
+    assert metrics["val/loss"] > metrics["val/elbo"]  # the DIP penalty, on each rank's batch

@@ -124,6 +124,46 @@ def test_sigkill_then_resume_continues_from_the_last_step_checkpoint(
     assert not list(run.rglob(".*.tmp-*"))
 
 
+def _last_checkpoint(run: Path) -> dict:
+    return torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+
+
+def test_a_killed_factor_vae_run_resumes_its_discriminator_and_adam_exactly(tmp_path, data_dir):
+    """FactorVAE carries a second network and its Adam moments: a run killed mid-epoch and
+    resumed ends with the very weights and optimizer state of a run never stopped."""
+    one_epoch = [*TINY_RUN, "data.batch_size=8", "trainer.max_epochs=1", EVERY_5_STEPS]
+    args = [*one_epoch, "model.objective=factor_vae", "hydra.run.dir=run"]
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "killed").mkdir()
+    straight = run_cli(args, tmp_path / "straight", data_dir)
+    assert straight.returncode == 0, straight.stderr
+    run = tmp_path / "killed/run"
+    process = _start(args, tmp_path / "killed", data_dir)
+    _wait_for(run / "checkpoints/last.ckpt", process)
+    process.kill()
+    process.communicate()
+    killed_at = _step(run / "checkpoints/last.ckpt")
+
+    resumed = run_cli([f"resume={run}"], tmp_path / "killed", data_dir)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert killed_at % 5 == 0 and killed_at < 60  # inside the epoch of 60 steps
+    expected = _last_checkpoint(tmp_path / "straight/run")
+    got = _last_checkpoint(run)
+    assert got["global_step"] == expected["global_step"] == 60
+    assert any(name.startswith("discriminator.") for name in got["state_dict"])
+    for name, weight in expected["state_dict"].items():
+        assert torch.equal(got["state_dict"][name], weight), name
+    expected_adam, got_adam = expected["optimizer_states"][0], got["optimizer_states"][0]
+    assert got_adam["param_groups"] == expected_adam["param_groups"]
+    for index, moments in expected_adam["state"].items():
+        for key, value in moments.items():
+            assert torch.equal(got_adam["state"][index][key], value), (index, key)
+    straight_metrics = _metrics(tmp_path / "straight/run")
+    for key in ("val/elbo", "test/elbo", "test/loss"):
+        assert _metrics(run)[key] == straight_metrics[key]
+
+
 def test_a_truncated_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_path, data_dir):
     run = tmp_path / "run"
     first = run_cli([*TINY_RUN, "trainer.max_epochs=2", "hydra.run.dir=run"], tmp_path, data_dir)

@@ -1,10 +1,11 @@
-"""Short trainings with the capacity and β-TC objectives: what they log, resume, and the MIG
-every training on sprites ends with."""
+"""Short trainings with the capacity, β-TC, FactorVAE and DIP-VAE objectives: what they log
+and save, how they resume, and the MIG every training on sprites ends with."""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import TINY_RUN, run_cli, scalars, tensorboard_run
 
 pytestmark = pytest.mark.slow
@@ -83,3 +84,60 @@ def test_training_ends_with_the_best_checkpoints_test_mig_and_logs_val_mig_every
     assert [step for step, _ in logged["val/mig"]] == [step for step, _ in logged["val/elbo"]]
     assert all(0 <= value <= 1 for _, value in logged["val/mig"])
     assert not [tag for tag in logged if tag.startswith("test/")]
+
+
+@pytest.fixture(scope="module")
+def factor_vae_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    cwd = tmp_path_factory.mktemp("factor_vae")
+    return _train(cwd, data_dir, "model.objective=factor_vae", "trainer.max_epochs=2")
+
+
+def test_factor_vae_logs_its_tc_and_discriminator_loss_at_the_logging_steps(factor_vae_run):
+    logged = _scalars(factor_vae_run)
+    steps = [step for step, _ in logged["train/loss"]]
+    for name in ("tc", "discriminator_loss"):
+        assert [step for step, _ in logged[f"train/{name}"]] == steps
+        assert [step for step, _ in logged[f"val/{name}"]] == [s for s, _ in logged["val/elbo"]]
+    assert "train/mi" not in logged and "train/beta" not in logged
+    # The loss is the VAE's, recon + KL + γ·TC (γ = 10), without the discriminator's.
+    for (_, loss), (_, elbo), (_, tc) in zip(
+        logged["val/loss"], logged["val/elbo"], logged["val/tc"], strict=True
+    ):
+        assert loss == pytest.approx(elbo + 10 * tc, abs=1e-3)
+    # A cross-entropy of two classes: log 2 for a discriminator that cannot tell them apart.
+    assert all(0 < value < 1 for _, value in logged["train/discriminator_loss"])
+    events = tensorboard_run(factor_vae_run)
+    for tag in ("train/tc", "val/tc", "train/discriminator_loss", "val/discriminator_loss"):
+        assert "FactorVAE" in events.SummaryMetadata(tag).summary_description, tag
+
+
+def test_factor_vae_checkpoint_holds_the_discriminator_and_its_own_adam(factor_vae_run):
+    checkpoint = torch.load(
+        factor_vae_run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True
+    )
+
+    weights = checkpoint["state_dict"]
+    assert weights["discriminator.0.weight"].shape == (1000, 4)  # latent 4 in, 1000 units out
+    vae_group, critic_group = checkpoint["optimizer_states"][0]["param_groups"]
+    assert (vae_group["lr"], vae_group["betas"]) == (1e-3, (0.9, 0.999))
+    assert (critic_group["lr"], critic_group["betas"]) == (1e-4, (0.5, 0.9))
+    assert len(critic_group["params"]) == 14  # 7 layers' weights and biases
+    state = checkpoint["optimizer_states"][0]["state"]
+    # The discriminator took an Adam step at every one of the run's 16 steps, as the VAE did.
+    assert {state[i]["step"].item() for i in critic_group["params"]} == {16.0}
+    assert {state[i]["step"].item() for i in vae_group["params"]} == {16.0}
+
+
+def test_dip_vae_logs_its_penalty_which_the_loss_adds_to_the_elbo(tmp_path, data_dir):
+    run_dir = _train(tmp_path, data_dir, "model.objective=dip_vae_i", "trainer.max_epochs=1")
+
+    logged = _scalars(run_dir)
+    assert [step for step, _ in logged["train/dip"]] == [s for s, _ in logged["train/loss"]]
+    for (_, loss), (_, elbo), (_, dip) in zip(
+        logged["val/loss"], logged["val/elbo"], logged["val/dip"], strict=True
+    ):
+        assert dip > 0
+        assert loss == pytest.approx(elbo + dip, abs=1e-3)
+    events = tensorboard_run(run_dir)
+    for tag in ("train/dip", "val/dip"):
+        assert "DIP-VAE's penalty" in events.SummaryMetadata(tag).summary_description, tag

@@ -24,8 +24,10 @@ NETWORKS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SCHEDULERS = ("none", "cosine", "plateau")
 # beta: recon + β·KL; capacity: recon + γ·|KL − C| (Burgess et al. 2018); beta_tc: β-TCVAE
-# (Chen et al. 2018). Their losses are in betavae.vae.objectives and .total_correlation.
-OBJECTIVES = ("beta", "capacity", "beta_tc")
+# (Chen et al. 2018); factor_vae: FactorVAE (Kim & Mnih 2018); dip_vae_i, dip_vae_ii: DIP-VAE
+# (Kumar et al. 2018). Their losses are in betavae.vae.objectives, .total_correlation,
+# .factor_vae and .dip.
+OBJECTIVES = ("beta", "capacity", "beta_tc", "factor_vae", "dip_vae_i", "dip_vae_ii")
 # Numbers in a run's metrics.json that `optimized_metric` may hand to a sweeper: the last
 # epoch's val/*, the best checkpoint's test/*, and the best epoch's val/elbo.
 OPTIMIZABLE_METRICS = (
@@ -59,7 +61,8 @@ class _Checked:
 class ModelConfig(_Checked):
     """What every network shares: the latent space, the likelihood, the objective and the
     optimizer. β weighs the KL (objective beta) or the total correlation (beta_tc); the
-    capacity_* keys belong to objective capacity."""
+    capacity_* keys belong to objective capacity, factor_vae_gamma to factor_vae and the dip_*
+    keys to dip_vae_i and dip_vae_ii (which use no β)."""
 
     section: ClassVar[str] = "model"
     network: str = MISSING
@@ -74,6 +77,10 @@ class ModelConfig(_Checked):
     capacity_gamma: float = 1000.0
     capacity_max: float = 25.0
     capacity_steps: int = 100_000
+    factor_vae_gamma: float = 10.0
+    dip_lambda_od: float = 1.0
+    # None: Kumar et al.'s choice, 10·dip_lambda_od for dip_vae_i and dip_lambda_od for dip_vae_ii.
+    dip_lambda_d: float | None = None
     lr: float = 1e-3
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
@@ -91,6 +98,11 @@ class ModelConfig(_Checked):
         self._require(self.capacity_gamma > 0, "capacity_gamma", "a number > 0")
         self._require(self.capacity_max >= 0, "capacity_max", "a number >= 0 (nats)")
         self._require(self.capacity_steps >= 0, "capacity_steps", "an integer >= 0")
+        self._require(self.factor_vae_gamma >= 0, "factor_vae_gamma", "a number >= 0")
+        self._require(self.dip_lambda_od >= 0, "dip_lambda_od", "a number >= 0")
+        lambda_d_ok = self.dip_lambda_d is None or self.dip_lambda_d >= 0
+        paper = "null (the paper's 10·dip_lambda_od for dip_vae_i, dip_lambda_od for dip_vae_ii)"
+        self._require(lambda_d_ok, "dip_lambda_d", f"{paper} or a number >= 0")
         self._require(self.lr > 0, "lr", "a number > 0")
         betas_ok = len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas)
         self._require(betas_ok, "adam_betas", "two numbers in [0, 1), e.g. [0.9, 0.999]")

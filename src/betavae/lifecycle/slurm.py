@@ -3,7 +3,7 @@ run, and how it continues when SLURM starts it again.
 
 SLURM sends SIGUSR1 `signal_delay_s` before a job's time limit (`--signal=USR1@<seconds>`,
 conf/hydra/launcher/slurm.yaml). The run stops at the next step with a checkpoint of that step
-(`training.stopping`); then rank 0 asks SLURM to start the job again, and the job exits. SLURM
+(`stopping`); then rank 0 asks SLURM to start the job again, and the job exits. SLURM
 ends it (SIGTERM), holds it a while (about 2 minutes) and starts it again under the same job
 id, where it continues its run as `resume=auto` would (`restarts`).
 

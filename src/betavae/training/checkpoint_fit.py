@@ -17,13 +17,23 @@ def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
 
 
 def check_checkpoint_fits(path: Path, module: VAEModule, key: str) -> None:
-    """Fail before training if the checkpoint's weights cannot load into `module`."""
+    """Fail before training if the checkpoint's weights cannot load into `module`: another
+    network, or weights of an objective's own (FactorVAE's discriminator) on one side only."""
+    checkpoint = read_checkpoint(path, key)
     saved, wanted = checkpoint_hparams(path, key), module.architecture()
     differences = [
         f"{name}={saved[name]} (this config: {wanted[name]})"
         for name in ARCHITECTURE_KEYS
         if saved[name] != wanted[name]
     ]
+    parts = {name.split(".")[0] for name in checkpoint["state_dict"]}
+    own = {name.split(".")[0] for name in module.state_dict()}
+    if parts != own:
+        objective = module.hparams.objective
+        differences.append(
+            f"objective={saved.get('objective', 'beta')} with weights of "
+            f"{', '.join(sorted(parts ^ own))} (this config: {objective})"
+        )
     if differences:
         raise UserError(
             f"{key}={path}: the checkpoint's model differs: {'; '.join(differences)}; "

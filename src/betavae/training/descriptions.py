@@ -9,13 +9,20 @@ _QUANTITIES = {
     "recon": "Reconstruction term −E_q[log p(x|z)], nats per example; lower is better.",
     "kl": "KL(q(z|x) ‖ N(0, I)) summed over latent dimensions, nats per example: what the code "
     "holds about x; β trades it against reconstruction (lower = more compressed).",
-    "loss": "The objective optimised (β-VAE: recon + β·KL; or the capacity or β-TC objective, "
-    "model.objective), nats per example; lower is better at the same settings.",
+    "loss": "The objective optimised (β-VAE: recon + β·KL; or the capacity, β-TC, FactorVAE or "
+    "DIP-VAE objective, model.objective), nats per example; lower is better at the same "
+    "settings. FactorVAE's discriminator_loss is not in it.",
     "mi": "β-TC's index-code mutual information I(x; z), the part of the KL that is information "
     "about x, nats per example.",
-    "tc": "β-TC's total correlation KL(q(z) ‖ Π q(z_j)): how much the latent dimensions depend on "
-    "each other, nats per example; lower = more factorised.",
+    "tc": "Total correlation KL(q(z) ‖ Π q(z_j)): how much the latent dimensions depend on each "
+    "other, nats per example; lower = more factorised. β-TC estimates it by minibatch sampling, "
+    "FactorVAE by its discriminator's log density ratio.",
     "dim_kl": "β-TC's dimension-wise KL Σ_j KL(q(z_j) ‖ p(z_j)), nats per example.",
+    "discriminator_loss": "FactorVAE's discriminator's cross-entropy, real codes against codes "
+    "with each dimension shuffled across the batch, nats: log 2 ≈ 0.69 when it cannot tell them "
+    "apart, and then its TC estimate means little.",
+    "dip": "DIP-VAE's penalty λ_od·Σ_{i≠j} C_ij² + λ_d·Σ_i (C_ii − 1)², C the batch covariance "
+    "of μ (DIP-VAE-I) or of z (DIP-VAE-II): 0 when it is the identity, like the prior's.",
     "mig": "Mutual Information Gap against the true generative factors (shape, scale, "
     "orientation, x, y): 1 when each factor lives in one latent dimension, 0 when it is spread "
     "or absent; higher = more disentangled.",

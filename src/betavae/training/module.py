@@ -1,4 +1,5 @@
-"""The LightningModule: a VAE, its objective (β-VAE, capacity or β-TC) and schedule, and Adam."""
+"""The LightningModule: a VAE, its objective (β-VAE, capacity, β-TC, FactorVAE or DIP-VAE) and
+schedule, and Adam."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -15,8 +16,14 @@ from betavae.vae import (
     build_vae,
     capacity_at,
     capacity_loss,
+    covariance,
+    covariance_of_codes,
     decompose_kl,
+    dip_penalty,
+    discriminator,
     elbo_terms,
+    factor_vae_loss,
+    factor_vae_terms,
 )
 
 # Hyper-parameters that fix the shapes of the weights: a checkpoint only fits a module whose
@@ -33,15 +40,28 @@ ARCHITECTURE_KEYS = (
 
 
 # What each objective logs beside loss, recon and kl: means over the steps since the last write.
-_OBJECTIVE_TERMS = {"beta": (), "capacity": (), "beta_tc": ("mi", "tc", "dim_kl")}
+_OBJECTIVE_TERMS = {
+    "beta": (),
+    "capacity": (),
+    "beta_tc": ("mi", "tc", "dim_kl"),
+    "factor_vae": ("tc", "discriminator_loss"),
+    "dip_vae_i": ("dip",),
+    "dip_vae_ii": ("dip",),
+}
+# λ_d / λ_od where dip_lambda_d is not given: Kumar et al.'s, as disentanglement_lib's study.
+_DIP_LAMBDA_D_FACTOR = {"dip_vae_i": 10.0, "dip_vae_ii": 1.0}
+# FactorVAE's discriminator's Adam, as Kim & Mnih's and disentanglement_lib's.
+_DISCRIMINATOR_ADAM = {"lr": 1e-4, "betas": (0.5, 0.9), "weight_decay": 0.0}
 
 
 class VAEModule(pl.LightningModule):
     """Trains a VAE on the chosen objective and reports the β = 1 bound as `elbo`.
 
     `objective` is "beta" (recon + β·KL), "capacity" (recon + γ·|KL − C|, C rising linearly to
-    `capacity_max` over `capacity_steps`; β is not used) or "beta_tc" (recon + MI + β·TC +
-    dim-KL, with the minibatch estimator's N the size of the training split).
+    `capacity_max` over `capacity_steps`; β is not used), "beta_tc" (recon + MI + β·TC +
+    dim-KL, with the minibatch estimator's N the size of the training split), "factor_vae"
+    (recon + KL + γ·TC, the TC estimated by a discriminator trained beside the VAE) or
+    "dip_vae_i" / "dip_vae_ii" (recon + KL + the DIP penalty on the covariance of μ or of z).
 
     All arguments are plain Python values so that checkpoints load with the default
     `torch.load(weights_only=True)` and `VAEModule.load_from_checkpoint(path)` alone.
@@ -63,6 +83,9 @@ class VAEModule(pl.LightningModule):
         capacity_gamma: float = 1000.0,
         capacity_max: float = 25.0,
         capacity_steps: int = 100_000,
+        factor_vae_gamma: float = 10.0,
+        dip_lambda_od: float = 1.0,
+        dip_lambda_d: float | None = None,
         lr: float = 1e-3,
         adam_betas: Sequence[float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -73,7 +96,7 @@ class VAEModule(pl.LightningModule):
         # Plain lists, not tuples or ListConfigs, so the saved hyper-parameters round-trip
         # through YAML and the weights-only unpickler unchanged (save_hyperparameters reads these
         # locals). TensorBoard's HPARAMS entry holds the whole run config instead
-        # (betavae.training.hparams), hence logger=False.
+        # (betavae.training.tensorboard_hparams), hence logger=False.
         image_shape, hidden_dims = list(image_shape), list(hidden_dims)
         channels, adam_betas = list(channels), list(adam_betas)
         self.save_hyperparameters(logger=False)
@@ -101,6 +124,8 @@ class VAEModule(pl.LightningModule):
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.vae.to(memory_format=torch.channels_last)
+        # A part of the module, so that its weights and Adam moments are in every checkpoint.
+        self.discriminator = discriminator(latent_dim) if objective == "factor_vae" else None
 
     def architecture(self) -> dict[str, Any]:
         return {key: self.hparams[key] for key in ARCHITECTURE_KEYS}
@@ -138,7 +163,27 @@ class VAEModule(pl.LightningModule):
                 "dim_kl": parts.dimension_wise_kl.mean(),
             }
             return beta_tc_loss(terms.recon, parts, self.beta), logged
+        if hp.objective == "factor_vae":
+            factor = factor_vae_terms(self.discriminator, terms.z)
+            logged = {
+                "tc": factor.total_correlation.mean(),
+                "discriminator_loss": factor.discriminator_loss,
+            }
+            return factor_vae_loss(terms, factor.total_correlation, hp.factor_vae_gamma), logged
+        if hp.objective == "dip_vae_i":
+            return self._dip_loss(terms, covariance(terms.mu))
+        if hp.objective == "dip_vae_ii":
+            return self._dip_loss(terms, covariance_of_codes(terms.mu, terms.logvar))
         return terms.loss(self.beta), {}
+
+    def _dip_loss(self, terms: ELBOTerms, cov: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """recon + KL + the DIP penalty on `cov`, λ_d (unless given) the paper's ratio to λ_od."""
+        hp = self.hparams
+        lambda_d = hp.dip_lambda_d
+        if lambda_d is None:
+            lambda_d = _DIP_LAMBDA_D_FACTOR[hp.objective] * hp.dip_lambda_od
+        penalty = dip_penalty(cov, hp.dip_lambda_od, lambda_d)
+        return terms.elbo + penalty, {"dip": penalty}
 
     def _schedule(self) -> dict[str, float]:
         """The scheduled weights and learning rate now, logged with the training means where
@@ -147,7 +192,7 @@ class VAEModule(pl.LightningModule):
         hp, logged = self.hparams, {}
         if hp.objective == "capacity":
             logged["train/capacity"] = self.capacity
-        elif hp.beta_warmup_steps > 0:
+        elif hp.objective in ("beta", "beta_tc") and hp.beta_warmup_steps > 0:
             logged["train/beta"] = self.beta
         if hp.scheduler != "none":
             logged["train/lr"] = self.optimizers().param_groups[0]["lr"]
@@ -163,8 +208,11 @@ class VAEModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         terms = self._terms(batch)
         loss, logged = self.objective(terms)
+        # FactorVAE's discriminator learns in the same backward pass and optimizer step as the
+        # VAE: factor_vae_terms routes each loss's gradients to its own network only.
+        optimised = loss + logged["discriminator_loss"] if self.discriminator is not None else loss
         if loss.device.type == "cpu":  # elsewhere at the logging steps: see check_finite
-            check_finite(loss, self.global_step + 1)
+            check_finite(optimised, self.global_step + 1)
         with torch.no_grad():
             means = [loss, terms.recon.mean(), terms.kl.sum(1).mean(), *logged.values()]
             self._train_sums += torch.stack(means)
@@ -174,7 +222,7 @@ class VAEModule(pl.LightningModule):
         # on a GPU, the host-device sync.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self._log_train_means()
-        return loss
+        return optimised
 
     def _log_train_means(self) -> None:
         means = dict(zip(self._train_names, self._train_sums / self._train_steps, strict=True))
@@ -216,8 +264,15 @@ class VAEModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
+        groups: list[dict[str, Any]] = [{"params": self.vae.parameters()}]
+        if self.discriminator is not None:
+            # One optimizer, two parameter groups: Adam's moments are per weight, so the
+            # discriminator's group is an Adam of its own settings; Lightning's manual
+            # optimization, the way to two optimizers, would count each batch as two steps and
+            # refuse trainer.gradient_clip_val.
+            groups.append({"params": self.discriminator.parameters(), **_DISCRIMINATOR_ADAM})
         optimizer = torch.optim.Adam(
-            self.parameters(),
+            groups,
             lr=hp.lr,
             betas=tuple(hp.adam_betas),
             weight_decay=hp.weight_decay,
@@ -239,6 +294,23 @@ class VAEModule(pl.LightningModule):
                 "lr_scheduler": {"scheduler": plateau, "monitor": "val/elbo", "interval": "epoch"},
             }
         raise UserError(f"model.scheduler={hp.scheduler!r} is not allowed: none, cosine or plateau")
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """FactorVAE clips the VAE's and the discriminator's gradients each by their own norm,
+        as two optimizers would: by one norm over both, how far one network's step is cut
+        would depend on the other's gradients."""
+        if self.discriminator is None or gradient_clip_algorithm == "value":
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+        elif gradient_clip_val:
+            for group in optimizer.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], gradient_clip_val)
 
     def _adam_implementation(self) -> dict[str, bool]:
         """The fused Adam kernel: one pass over all weights per step instead of one kernel per

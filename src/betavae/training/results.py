@@ -63,7 +63,7 @@ def run_description(
     run_dir: Path,
 ) -> str:
     """The line that says what is about to be trained, where, and how long."""
-    parameters = sum(p.numel() for p in module.parameters())
+    parameters = sum(p.numel() for p in module.vae.parameters())
     examples = len(datamodule.train_set)
     steps = math.ceil(examples / (datamodule.batch_size * trainer.world_size))
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
@@ -71,11 +71,23 @@ def run_description(
     image = "x".join(map(str, datamodule.image_shape))
     epochs = cfg.trainer.max_epochs
     return (
-        f"Training a {cfg.model.network} VAE (latent {cfg.model.latent_dim}, "
-        f"{parameters:,} parameters, beta {cfg.model.beta:g}) on {examples:,} images {image}: "
+        f"Training a {cfg.model.network} VAE (latent {cfg.model.latent_dim}, {parameters:,} "
+        f"parameters, {objective_summary(cfg.model)}) on {examples:,} images {image}: "
         f"{epochs} epoch{'s' * (epochs != 1)} of {steps} steps, {device}{processes}, "
         f"{trainer.precision}, in {shown_path(run_dir)}"
     )
+
+
+def objective_summary(model: DictConfig) -> str:
+    """The objective and the weight that sets it: `beta 4`, `FactorVAE, gamma 10`, ..."""
+    return {
+        "beta": f"beta {model.beta:g}",
+        "beta_tc": f"beta-TC, beta {model.beta:g}",
+        "capacity": f"capacity to {model.capacity_max:g} nats, gamma {model.capacity_gamma:g}",
+        "factor_vae": f"FactorVAE, gamma {model.factor_vae_gamma:g}",
+        "dip_vae_i": f"DIP-VAE-I, lambda_od {model.dip_lambda_od:g}",
+        "dip_vae_ii": f"DIP-VAE-II, lambda_od {model.dip_lambda_od:g}",
+    }[model.objective]
 
 
 def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) -> str:

@@ -43,7 +43,7 @@ class RunLogger(TensorBoardLogger):
     with its description, and the custom-scalars layout once per process.
 
     Its hparams.yaml is left out: the run's config.yaml is the record of its settings, and the
-    HPARAMS entry is written by betavae.training.hparams.
+    HPARAMS entry is written by betavae.training.tensorboard_hparams.
     """
 
     def __init__(self, save_dir: str, **kwargs: Any) -> None:
