@@ -5,6 +5,7 @@ dtypes and image shapes; every image carries its own row number in its first pix
 can tell which row of the file an example, a split or an observation came from.
 """
 
+import json
 import math
 import pickle
 import re
@@ -14,17 +15,20 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_RUN, run_cli
+from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import DataLoader
 
 import betavae.data.factor_grid as factor_grid
 import betavae.data.mpi3d as mpi3d
+from betavae.config.schema import validate
 from betavae.data import DSpritesDataModule, MPI3DDataModule, Shapes3DDataModule
 from betavae.data.base import class_labels, class_names, source_indices
 from betavae.data.in_memory import InMemoryBatches
 from betavae.errors import UserError
 
 # dSprites' factors color, shape, scale, orientation, posX, posY with fewer values each.
-DSPRITES_SIZES = (1, 3, 2, 5, 5, 4)
+DSPRITES_SIZES = (1, 3, 2, 5, 5, 4)  # 600 images, as many as TINY_RUN uses
 SHAPES3D_SIZES = (2, 2, 2, 2, 4, 3)
 MPI3D_SIZES = (2, 6, 1, 1, 2, 2, 3)
 
@@ -370,3 +374,31 @@ def test_mpi3d_of_another_size_and_too_many_examples_are_one_line(tmp_path, smal
         f"data.num_examples=145 is more than the 144 images of data.path={path}; "
         "lower it, or set it to null for all of them"
     )
+
+
+@pytest.mark.parametrize("data", ["dsprites", "shapes3d", "mpi3d"])
+def test_the_config_requires_a_path_and_checks_the_ranges(compose_train, data):
+    with pytest.raises(MissingMandatoryValue, match=r"data\.path"):
+        validate(compose_train([f"data={data}"]))
+    ok = validate(compose_train([f"data={data}", "data.path=/x", "data.num_examples=50"]))
+    assert ok.data.num_examples == 50 and ok.data.image_size == 64
+    for override, message in (
+        ("data.num_examples=5", "data.num_examples=5 is not allowed: null (all) or an integer"),
+        ("data.image_size=128", "data.image_size=128 is not allowed: an integer from 8 to 64"),
+    ):
+        with pytest.raises(UserError, match=re.escape(message)):
+            validate(compose_train([f"data={data}", "data.path=/x", override]))
+
+
+@pytest.mark.slow
+def test_training_on_dsprites_from_its_file_measures_mig(tmp_path, data_dir):
+    path = write_dsprites(tmp_path / "dsprites.npz")
+    args = [*TINY_RUN, "data=dsprites", f"data.path={path}", "trainer.max_epochs=1"]
+    result = run_cli([*args, "hydra.run.dir=run"], cwd=tmp_path, data_dir=data_dir)
+
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert 0 <= metrics["test/mig"] <= 1
+    assert {f"test/mig_gap/{name}" for name in DSpritesDataModule.factor_names} <= set(metrics)
+    assert "Training a mlp VAE" in result.stdout and "on 480 images 1x32x32" in result.stdout
