@@ -34,7 +34,7 @@ def encode(cfg: DictConfig, files: Results) -> Path:
     if factor_names is not None:
         arrays["factor_names"] = np.array(factor_names)
     path = files.save_arrays("latents", arrays)
-    label_name = factor_names[0] if factor_names is not None else "label"
+    label_name = getattr(datamodule, "class_factor", "label")
     plot = files.path("scatter")
     latent_scatter(
         encoded.mu, labels, label_name, class_names(split), plot, files.png_metadata("scatter")

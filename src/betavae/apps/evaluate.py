@@ -45,8 +45,7 @@ def evaluate(cfg: DictConfig, files: Results) -> Path:
     if labels is not None and labels.unique().numel() > 1:
         train = run_split(run.vae, datamodule.split_dataloader("train"))
         train_labels = class_labels(datamodule.train_set)
-        # A sprite's class is its shape (see SpritesDataset).
-        metrics["label"] = "label" if factor_names is None else factor_names[0]
+        metrics["label"] = getattr(datamodule, "class_factor", "label")
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))

@@ -178,6 +178,25 @@ class SpritesDataConfig(_HeldOutTestConfig):
 
 
 @dataclass
+class FactorGridDataConfig(_HeldOutTestConfig):
+    """dSprites, 3D Shapes and MPI3D, read from their published files."""
+
+    path: str = MISSING
+    # Images of the file used, chosen by `seed`; null: all of them.
+    num_examples: int | None = None
+    image_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        count = self.num_examples
+        allowed = "null (all) or an integer >= 10"
+        self._require(count is None or count >= 10, "num_examples", allowed)
+        # The files hold 64x64 images: smaller sizes average blocks of pixels.
+        self._require(8 <= self.image_size <= 64, "image_size", "an integer from 8 to 64")
+
+
+@dataclass
 class TorchvisionDataConfig(DataConfig):
     data_dir: str = MISSING
     download: bool = False
@@ -362,6 +381,7 @@ def register_schemas() -> None:
         "torchvision": TorchvisionDataConfig,
         "celeba": CelebADataConfig,
         "image_folder": ImageFolderDataConfig,
+        "factor_grid": FactorGridDataConfig,
     }
     for name, node in data_schemas.items():
         store.store(group="schema/data", name=name, node=node)
@@ -376,6 +396,9 @@ DATA_SCHEMAS: dict[str, type[DataConfig]] = {
     "betavae.data.CIFAR10DataModule": TorchvisionDataConfig,
     "betavae.data.CelebADataModule": CelebADataConfig,
     "betavae.data.ImageFolderDataModule": ImageFolderDataConfig,
+    "betavae.data.DSpritesDataModule": FactorGridDataConfig,
+    "betavae.data.Shapes3DDataModule": FactorGridDataConfig,
+    "betavae.data.MPI3DDataModule": FactorGridDataConfig,
 }
 
 

@@ -177,6 +177,10 @@ def class_names(dataset: Dataset) -> list[str]:
 
 def source_indices(dataset: Dataset) -> Tensor:
     """(N,) each example's index in the data set a split was carved from (a file's sorted
-    position, a torchvision index), so results can be traced back to the original example."""
+    position, a torchvision index, a row of a data set's file), so results can be traced back
+    to the original example."""
     source, indices = source_and_indices(dataset)
-    return torch.arange(len(source)) if indices is None else indices  # type: ignore[arg-type]
+    own = torch.arange(len(source)) if indices is None else indices  # type: ignore[arg-type]
+    # A selection of a file's rows (data.num_examples of dSprites, ...) names its rows.
+    rows = getattr(source, "file_rows", None)
+    return own if rows is None else rows[own]

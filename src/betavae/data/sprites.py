@@ -142,6 +142,8 @@ class SpritesDataModule(BaseDataModule):
     """
 
     factor_names: tuple[str, ...] = FACTOR_NAMES
+    # A sprite's class is its shape (see SpritesDataset).
+    class_factor = "shape"
 
     def __init__(
         self,
