@@ -1,5 +1,6 @@
 """LightningDataModules yielding `(images, targets)` batches with images as floats in [0, 1]."""
 
+from betavae.data.digits import DigitsDataModule
 from betavae.data.image_folder import ImageFolderDataModule
 from betavae.data.sprites import SpritesDataModule, render_sprites
 from betavae.data.torchvision_sets import (
@@ -12,6 +13,7 @@ from betavae.data.torchvision_sets import (
 __all__ = [
     "CIFAR10DataModule",
     "CelebADataModule",
+    "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
