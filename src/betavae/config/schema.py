@@ -197,6 +197,16 @@ class FactorGridDataConfig(_HeldOutTestConfig):
 
 
 @dataclass
+class DigitsDataConfig(_HeldOutTestConfig):
+    num_workers: int = 0
+    image_size: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_image_size(self, self.image_size)
+
+
+@dataclass
 class TorchvisionDataConfig(DataConfig):
     data_dir: str = MISSING
     download: bool = False
@@ -378,6 +388,7 @@ def register_schemas() -> None:
         store.store(group="schema/model", name=name, node=node)
     data_schemas = {
         "sprites": SpritesDataConfig,
+        "digits": DigitsDataConfig,
         "torchvision": TorchvisionDataConfig,
         "celeba": CelebADataConfig,
         "image_folder": ImageFolderDataConfig,
@@ -391,6 +402,7 @@ def register_schemas() -> None:
 # change a run's saved data config with +data.<key>=...).
 DATA_SCHEMAS: dict[str, type[DataConfig]] = {
     "betavae.data.SpritesDataModule": SpritesDataConfig,
+    "betavae.data.DigitsDataModule": DigitsDataConfig,
     "betavae.data.MNISTDataModule": TorchvisionDataConfig,
     "betavae.data.FashionMNISTDataModule": TorchvisionDataConfig,
     "betavae.data.CIFAR10DataModule": TorchvisionDataConfig,

@@ -1,5 +1,6 @@
 """LightningDataModules yielding `(images, targets)` batches with images as floats in [0, 1]."""
 
+from betavae.data.digits import DigitsDataModule
 from betavae.data.dsprites import DSpritesDataModule
 from betavae.data.image_folder import ImageFolderDataModule
 from betavae.data.mpi3d import MPI3DDataModule
@@ -16,6 +17,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CelebADataModule",
     "DSpritesDataModule",
+    "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",

@@ -109,6 +109,30 @@ class BaseDataModule(LightningDataModule, ABC):
         )
 
 
+class HeldOutTestDataModule(BaseDataModule):
+    """A data set without an official test split: validation and test are carved out of the
+    whole at random, by `split_seed` (the data module of a `_HeldOutTestConfig`)."""
+
+    def __init__(
+        self,
+        batch_size: int,
+        num_workers: int,
+        val_fraction: float,
+        test_fraction: float,
+        split_seed: int,
+        exclude_classes: Sequence[int],
+    ) -> None:
+        super().__init__(batch_size, num_workers, exclude_classes)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+
+    def _use_whole(self, dataset: Dataset) -> None:
+        """Serve `dataset` as train, val and test splits of the configured fractions."""
+        fractions = [self.val_fraction, self.test_fraction]
+        self._use_splits(*split_off(dataset, fractions, self.split_seed))
+
+
 def split_off(dataset: Dataset, fractions: Sequence[float], seed: int) -> list[Subset]:
     """Return `[rest, *parts]`, each part holding `fraction` of `dataset`, chosen at random.
 

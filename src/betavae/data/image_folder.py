@@ -16,7 +16,7 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, is_image_file
 
-from betavae.data.base import BaseDataModule, split_off
+from betavae.data.base import HeldOutTestDataModule
 from betavae.errors import UserError
 from betavae.user_paths import user_path
 
@@ -35,7 +35,7 @@ class UnlabelledImages(Dataset):
         return self.transform(default_loader(str(self.files[index]))), 0
 
 
-class ImageFolderDataModule(BaseDataModule):
+class ImageFolderDataModule(HeldOutTestDataModule):
     """Images resized and centre-cropped to `image_size` squares with `channels` channels."""
 
     def __init__(
@@ -50,15 +50,14 @@ class ImageFolderDataModule(BaseDataModule):
         split_seed: int = 0,
         exclude_classes: Sequence[int] = (),
     ) -> None:
-        super().__init__(batch_size, num_workers, exclude_classes)
+        super().__init__(
+            batch_size, num_workers, val_fraction, test_fraction, split_seed, exclude_classes
+        )
         if channels not in (1, 3):
             raise UserError(f"data.channels={channels} is not allowed: 1 (grayscale) or 3 (RGB)")
         self.path = user_path(path)
         self.image_size = image_size
         self.channels = channels
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -73,8 +72,7 @@ class ImageFolderDataModule(BaseDataModule):
                 f"no images ({', '.join(IMG_EXTENSIONS)}) under {self.path}; "
                 "point data.path= at a folder of images"
             )
-        fractions = [self.val_fraction, self.test_fraction]
-        self._use_splits(*split_off(dataset, fractions, self.split_seed))
+        self._use_whole(dataset)
 
     def _scan(self) -> Dataset:
         if not self.path.is_dir():

@@ -15,7 +15,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from betavae.data.base import BaseDataModule, split_off
+from betavae.data.base import HeldOutTestDataModule
 from betavae.user_paths import user_path
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -135,7 +135,7 @@ class SpritesDataset(Dataset):
         return self.images, self.factors, 1
 
 
-class SpritesDataModule(BaseDataModule):
+class SpritesDataModule(HeldOutTestDataModule):
     """Renders the sprites once, caches them under `data_dir`, and splits them by `split_seed`.
 
     `seed` fixes which sprites exist; `split_seed` only fixes which of them are held out.
@@ -158,13 +158,12 @@ class SpritesDataModule(BaseDataModule):
         split_seed: int = 0,
         exclude_classes: Sequence[int] = (),
     ) -> None:
-        super().__init__(batch_size, num_workers, exclude_classes)
+        super().__init__(
+            batch_size, num_workers, val_fraction, test_fraction, split_seed, exclude_classes
+        )
         self.num_examples = num_examples
         self.image_size = image_size
         self.seed = seed
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
         name = f"sprites-s{image_size}-n{num_examples}-seed{seed}.pt"
         self.cache_path = user_path(data_dir) / "sprites" / name
 
@@ -200,5 +199,4 @@ class SpritesDataModule(BaseDataModule):
         self.prepare_data()
         cached = torch.load(self.cache_path, weights_only=True)
         dataset = SpritesDataset(cached["images"], cached["factors"])
-        fractions = [self.val_fraction, self.test_fraction]
-        self._use_splits(*split_off(dataset, fractions, self.split_seed))
+        self._use_whole(dataset)

@@ -63,3 +63,14 @@ class GaussianLikelihood(nn.Module):
     def mean(self, params: Tensor) -> Tensor:
         """The decoder's mean clamped to [0, 1], since nothing else keeps it in the image range."""
         return params.clamp(0.0, 1.0)
+
+
+def build_likelihood(
+    likelihood: str, channels: int, gaussian_std: float, learn_gaussian_std: bool
+) -> BernoulliLikelihood | GaussianLikelihood:
+    """p(x|z) from config values: "bernoulli" or "gaussian" (with one std per channel)."""
+    if likelihood == "bernoulli":
+        return BernoulliLikelihood()
+    if likelihood == "gaussian":
+        return GaussianLikelihood(channels, gaussian_std, learn_gaussian_std)
+    raise ValueError(f"unknown likelihood {likelihood!r}; expected 'bernoulli' or 'gaussian'")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from betavae.vae.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from betavae.vae.likelihoods import build_likelihood
 from betavae.vae.networks import build_networks
 
 # log σ² is clamped to this range so that σ = exp(½ log σ²) ≤ e^5 ≈ 148 keeps z = μ + σ·ε (and
@@ -15,6 +15,19 @@ from betavae.vae.networks import build_networks
 # wider than the N(0, I) prior (σ > 1) is never useful, so the bound costs nothing.
 LOGVAR_MIN: float = -30.0
 LOGVAR_MAX: float = 10.0
+
+
+def gaussian_posterior(features: Tensor) -> tuple[Tensor, Tensor]:
+    """(mu, logvar) from an encoder's 2·D outputs (means, then log-variances), with logvar
+    clamped so later exp() calls cannot overflow."""
+    mu, logvar = features.chunk(2, dim=1)
+    return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+
+def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+    """z = μ + σ·ε with ε ~ N(0, I): the randomness sits in ε, so gradients reach μ and σ."""
+    std = torch.exp(0.5 * logvar)
+    return mu + std * torch.randn_like(std)
 
 
 @dataclass
@@ -55,13 +68,10 @@ class VAE(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mu, logvar) of q(z|x), with logvar clamped so later exp() calls cannot overflow."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return gaussian_posterior(self.encoder(x))
 
     def reparameterize(self, mu: Tensor, logvar: Tensor) -> Tensor:
-        """z = μ + σ·ε with ε ~ N(0, I): the randomness sits in ε, so gradients reach μ and σ."""
-        std = torch.exp(0.5 * logvar)
-        return mu + std * torch.randn_like(std)
+        return reparameterize(mu, logvar)
 
     def decode(self, z: Tensor) -> Tensor:
         """Likelihood parameters (B, C, H, W) for latents (B, D)."""
@@ -101,10 +111,5 @@ def build_vae(
     c, h, w = image_shape  # Hydra passes a ListConfig; nn.Unflatten only accepts a real tuple
     image_shape = (c, h, w)
     encoder, decoder = build_networks(network, image_shape, latent_dim, hidden_dims, channels)
-    if likelihood == "bernoulli":
-        observation: nn.Module = BernoulliLikelihood()
-    elif likelihood == "gaussian":
-        observation = GaussianLikelihood(image_shape[0], gaussian_std, learn_gaussian_std)
-    else:
-        raise ValueError(f"unknown likelihood {likelihood!r}; expected 'bernoulli' or 'gaussian'")
+    observation = build_likelihood(likelihood, c, gaussian_std, learn_gaussian_std)
     return VAE(encoder, decoder, observation, latent_dim, image_shape)

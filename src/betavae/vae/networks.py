@@ -1,14 +1,16 @@
 """Encoder and decoder networks: the classic fully connected VAE and a small stride-2 conv net.
 
-Encoders map images (B, C, H, W) to (B, 2 * latent_dim) features that the VAE splits into the
-mean and log-variance of q(z|x); decoders map latents (B, latent_dim) back to (B, C, H, W).
+Encoders map images (B, C, H, W) to features: (B, 2 * latent_dim) that the VAE splits into the
+mean and log-variance of q(z|x), or class logits for M2's classifier. Decoders map a latent
+vector (B, in_features) back to (B, C, H, W): z for the VAE, z and the one-hot label for M2.
 Neither ends in an activation, because the likelihood decides what the decoder's numbers mean
 (logits for Bernoulli, means for Gaussian).
 """
 
 from collections.abc import Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def _dense(in_features: int, hidden_dims: Sequence[int], out_features: int) -> list[nn.Module]:
@@ -19,27 +21,6 @@ def _dense(in_features: int, hidden_dims: Sequence[int], out_features: int) -> l
         in_features = width
     layers.append(nn.Linear(in_features, out_features))
     return layers
-
-
-def mlp_encoder(
-    image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: Sequence[int]
-) -> nn.Sequential:
-    """Flatten the image and run it through the dense trunk (784-400-2·20 for classic MNIST)."""
-    channels, height, width = image_shape
-    return nn.Sequential(
-        nn.Flatten(), *_dense(channels * height * width, hidden_dims, 2 * latent_dim)
-    )
-
-
-def mlp_decoder(
-    image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: Sequence[int]
-) -> nn.Sequential:
-    """Mirror of `mlp_encoder`: the dense trunk in reverse, reshaped back to an image."""
-    channels, height, width = image_shape
-    return nn.Sequential(
-        *_dense(latent_dim, list(reversed(hidden_dims)), channels * height * width),
-        nn.Unflatten(1, image_shape),
-    )
 
 
 def conv_sizes(height: int, width: int, depth: int) -> list[tuple[int, int]]:
@@ -60,34 +41,79 @@ def conv_sizes(height: int, width: int, depth: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def conv_encoder(
-    image_shape: tuple[int, int, int],
-    latent_dim: int,
-    hidden_dims: Sequence[int],
-    channels: Sequence[int],
-) -> nn.Sequential:
-    """Stride-2 Conv2d(k=4, p=1)+ReLU per entry of `channels`, then the dense trunk."""
+def image_features(
+    network: str, image_shape: tuple[int, int, int], channels: Sequence[int]
+) -> tuple[list[nn.Module], int]:
+    """The layers that turn an image into one flat vector, and its length.
+
+    Every network that reads an image starts with them: the VAE's encoder, and M2's classifier
+    q(y|x) and encoder q(z|x,y), which appends the label to this vector. For mlp they are the
+    pixels themselves; for conv a stride-2 Conv2d(k=4, p=1)+ReLU per entry of `channels`.
+    """
     in_channels, height, width = image_shape
+    if network == "mlp":
+        return [nn.Flatten()], in_channels * height * width
+    if network != "conv":
+        raise ValueError(f"unknown network {network!r}; expected 'mlp' or 'conv'")
+    if not channels:
+        raise ValueError("the conv network needs at least one entry in channels")
     last_h, last_w = conv_sizes(height, width, len(channels))[-1]
     layers: list[nn.Module] = []
     for c_in, c_out in zip((in_channels, *channels[:-1]), channels, strict=True):
         layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.ReLU()]
-    flat = channels[-1] * last_h * last_w
-    return nn.Sequential(*layers, nn.Flatten(), *_dense(flat, hidden_dims, 2 * latent_dim))
+    return [*layers, nn.Flatten()], channels[-1] * last_h * last_w
+
+
+def image_encoder(
+    network: str,
+    image_shape: tuple[int, int, int],
+    out_features: int,
+    hidden_dims: Sequence[int],
+    channels: Sequence[int],
+) -> nn.Sequential:
+    """`image_features`, then the dense trunk to `out_features` (784-400-2·20 for classic MNIST)."""
+    features, size = image_features(network, image_shape, channels)
+    return nn.Sequential(*features, *_dense(size, hidden_dims, out_features))
+
+
+class LabelledEncoder(nn.Module):
+    """M2's q(z|x,y) network: the image's flat features (`image_features`) with the one-hot
+    label appended, then the dense trunk. The label joins where the image is already a
+    vector, so the conv layers stay those of the plain encoder."""
+
+    def __init__(self, features: nn.Sequential, trunk: nn.Sequential) -> None:
+        super().__init__()
+        self.features = features
+        self.trunk = trunk
+
+    def forward(self, x: Tensor, y_one_hot: Tensor) -> Tensor:
+        h = self.features(x)
+        return self.trunk(torch.cat([h, y_one_hot.to(h.dtype)], dim=1))
+
+
+def mlp_decoder(
+    image_shape: tuple[int, int, int], in_features: int, hidden_dims: Sequence[int]
+) -> nn.Sequential:
+    """Mirror of the mlp encoder: the dense trunk in reverse, reshaped back to an image."""
+    channels, height, width = image_shape
+    return nn.Sequential(
+        *_dense(in_features, list(reversed(hidden_dims)), channels * height * width),
+        nn.Unflatten(1, image_shape),
+    )
 
 
 def conv_decoder(
     image_shape: tuple[int, int, int],
-    latent_dim: int,
+    in_features: int,
     hidden_dims: Sequence[int],
     channels: Sequence[int],
 ) -> nn.Sequential:
-    """Mirror of `conv_encoder`, retracing its spatial sizes exactly back to the input size."""
+    """Mirror of the conv encoder, retracing its spatial sizes exactly back to the input size."""
     out_channels, height, width = image_shape
     sizes = conv_sizes(height, width, len(channels))
     last_h, last_w = sizes[-1]
     layers: list[nn.Module] = [
-        *_dense(latent_dim, list(reversed(hidden_dims)), channels[-1] * last_h * last_w),
+        *_dense(in_features, list(reversed(hidden_dims)), channels[-1] * last_h * last_w),
         nn.ReLU(),
         nn.Unflatten(1, (channels[-1], last_h, last_w)),
     ]
@@ -109,6 +135,19 @@ def conv_decoder(
     return nn.Sequential(*layers[:-1])  # the output layer stays linear, as the module doc says
 
 
+def image_decoder(
+    network: str,
+    image_shape: tuple[int, int, int],
+    in_features: int,
+    hidden_dims: Sequence[int],
+    channels: Sequence[int],
+) -> nn.Sequential:
+    """The decoder of a network name from the config; `channels` is ignored by mlp."""
+    if network == "mlp":
+        return mlp_decoder(image_shape, in_features, hidden_dims)
+    return conv_decoder(image_shape, in_features, hidden_dims, channels)
+
+
 def build_networks(
     network: str,
     image_shape: tuple[int, int, int],
@@ -116,17 +155,31 @@ def build_networks(
     hidden_dims: Sequence[int],
     channels: Sequence[int],
 ) -> tuple[nn.Sequential, nn.Sequential]:
-    """(encoder, decoder) for a network name from the config; `channels` is ignored by mlp."""
-    if network == "mlp":
-        return (
-            mlp_encoder(image_shape, latent_dim, hidden_dims),
-            mlp_decoder(image_shape, latent_dim, hidden_dims),
-        )
-    if network == "conv":
-        if not channels:
-            raise ValueError("the conv network needs at least one entry in channels")
-        return (
-            conv_encoder(image_shape, latent_dim, hidden_dims, channels),
-            conv_decoder(image_shape, latent_dim, hidden_dims, channels),
-        )
-    raise ValueError(f"unknown network {network!r}; expected 'mlp' or 'conv'")
+    """The VAE's (encoder, decoder) for a network name from the config."""
+    return (
+        image_encoder(network, image_shape, 2 * latent_dim, hidden_dims, channels),
+        image_decoder(network, image_shape, latent_dim, hidden_dims, channels),
+    )
+
+
+def build_m2_networks(
+    network: str,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    num_classes: int,
+    hidden_dims: Sequence[int],
+    channels: Sequence[int],
+) -> tuple[nn.Sequential, LabelledEncoder, nn.Sequential]:
+    """M2's (classifier, encoder, decoder): the VAE's networks with the label added.
+
+    The classifier q(y|x) is the VAE's encoder with `num_classes` logits out; the encoder
+    q(z|x,y) reads the one-hot label beside the image's features; the decoder p(x|y,z) reads
+    [z, one-hot y], so its first layer is `num_classes` inputs wider than the VAE's.
+    """
+    features, size = image_features(network, image_shape, channels)
+    trunk = _dense(size + num_classes, hidden_dims, 2 * latent_dim)
+    return (
+        image_encoder(network, image_shape, num_classes, hidden_dims, channels),
+        LabelledEncoder(nn.Sequential(*features), nn.Sequential(*trunk)),
+        image_decoder(network, image_shape, latent_dim + num_classes, hidden_dims, channels),
+    )

@@ -1,0 +1,91 @@
+"""M2 of Kingma et al. (2014): the class y as a second, discrete latent beside z.
+
+The generative model is p(y) p(z) p(x|y,z): y uniform over K classes, z ~ N(0, I), and a
+decoder that reads z with the one-hot y beside it. Inference has two parts: a classifier
+q(y|x), the reason to train M2 at all, and a Gaussian encoder q(z|x,y) that reads the image
+and the one-hot label. A labelled image shows its y; for an unlabelled one the objective sums
+over every y, weighted by q(y|x) (see `m2_objectives`). Since y carries the class, z is left
+to carry the style, so one z decoded with each y draws the same style as every class.
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from betavae.vae.likelihoods import build_likelihood
+from betavae.vae.model import VAEOutput, gaussian_posterior, reparameterize
+from betavae.vae.networks import LabelledEncoder, build_m2_networks
+
+
+class M2VAE(nn.Module):
+    """The classifier outputs K logits; the encoder takes (x, one-hot y) to 2·latent_dim
+    features (means, then log-variances); the decoder maps [z, one-hot y] to likelihood
+    parameters of `image_shape`. Labels are passed as class ids (B,) int64 throughout."""
+
+    def __init__(
+        self,
+        classifier: nn.Module,
+        encoder: LabelledEncoder,
+        decoder: nn.Module,
+        likelihood: nn.Module,
+        latent_dim: int,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+    ) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Logits (B, K) of q(y|x)."""
+        return self.classifier(x)
+
+    def encode(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) of q(z|x,y), logvar clamped like the VAE's."""
+        return gaussian_posterior(self.encoder(x, F.one_hot(y, self.num_classes)))
+
+    def decode(self, z: Tensor, y: Tensor) -> Tensor:
+        """Likelihood parameters (B, C, H, W) of p(x|y,z) for latents (B, D) and labels (B,)."""
+        y_one_hot = F.one_hot(y, self.num_classes).to(z.dtype)
+        return self.decoder(torch.cat([z, y_one_hot], dim=1))
+
+    def forward(self, x: Tensor, y: Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x, y)
+        z = reparameterize(mu, logvar)
+        return VAEOutput(params=self.decode(z, y), mu=mu, logvar=logvar, z=z)
+
+    def sample(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One image (n, C, H, W) of each class in `labels` (n,), with z from the prior; pass a
+        generator for the same images each call."""
+        weight = next(self.parameters())
+        n, device, dtype = len(labels), weight.device, weight.dtype
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=dtype)
+        return self.likelihood.mean(self.decode(z, labels.to(device)))
+
+
+def build_m2(
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    num_classes: int,
+    network: str,
+    hidden_dims: Sequence[int],
+    channels: Sequence[int],
+    likelihood: str,
+    gaussian_std: float = 0.1,
+    learn_gaussian_std: bool = False,
+) -> M2VAE:
+    """An M2 from the same config values as `build_vae`, plus the number of classes."""
+    c, h, w = image_shape  # Hydra passes a ListConfig; nn.Unflatten only accepts a real tuple
+    image_shape = (c, h, w)
+    classifier, encoder, decoder = build_m2_networks(
+        network, image_shape, latent_dim, num_classes, hidden_dims, channels
+    )
+    observation = build_likelihood(likelihood, c, gaussian_std, learn_gaussian_std)
+    return M2VAE(classifier, encoder, decoder, observation, latent_dim, num_classes, image_shape)
