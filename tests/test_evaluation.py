@@ -14,6 +14,7 @@ from betavae.evaluation.disentanglement import (
     mutual_information_gap,
     normalized_mutual_information,
 )
+from betavae.evaluation.metrics import mig_metrics
 from betavae.evaluation.pictures import interpolation, traversal, traversal_labels
 from betavae.evaluation.representation import active_units, knn_accuracy, linear_probe_accuracy
 from betavae.vae import build_vae, elbo_terms
@@ -236,3 +237,18 @@ def test_traversal_rows_name_the_factor_each_dimension_follows():
 
     assert found == ["pos_x", None, "shape"]
     assert labels == ["z2  KL 1.50  shape", "z0  KL 3.00  pos_x", "z1  KL 0.01"]
+
+
+def test_mig_is_left_out_with_its_reason_where_the_examples_cannot_measure_it():
+    factors = torch.rand(39, 2)
+    mu = torch.randn(39, 3)
+
+    assert mig_metrics(mu, factors, ("a", "b")) == {
+        "mig_left_out": "39 examples; MIG needs at least 40"
+    }
+    constant = torch.zeros(400, 2)
+    assert mig_metrics(torch.randn(400, 3), constant, ("a", "b")) == {
+        "mig_left_out": "no factor varies in these examples"
+    }
+    measured = mig_metrics(torch.randn(400, 3), torch.rand(400, 2).round(), ("a", "b"))
+    assert 0 <= measured["mig"] <= 1

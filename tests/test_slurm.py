@@ -40,6 +40,9 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
     result = run_cli([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
+    # While it waits, one line per poll of the jobs' states (sacct's, on a cluster without
+    # accounting), not submitit's report of it twice and Hydra's copy.
+    assert "Bypassing sacct error" not in result.stdout + result.stderr
     sweep = tmp_path / "sweep"
     (submission,) = sweep.glob(".submitit/*/*_submission.sh")
     sbatch = submission.read_text()
@@ -66,6 +69,21 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
         ("0_model.beta=1", "finished"),
         ("1_model.beta=4", "finished"),
     ]
+
+
+def test_a_sweep_asking_for_gpus_the_cluster_lacks_is_refused_before_anything_is_submitted(
+    slurm_cluster, tmp_path, data_dir
+):
+    args = ["-m", "hydra/launcher=slurm", *TINY_RUN, "model.beta=1,4"]
+    result = run_cli(args, tmp_path, data_dir)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "betavae-train: error: hydra.launcher.gpus_per_node=1: the nodes of the cluster have no "
+        "GPUs (sinfo lists no gpu resources); add hydra.launcher.gpus_per_node=0 to run the jobs "
+        "on their CPUs"
+    )
+    assert not list(tmp_path.iterdir())
 
 
 def _test_kl_in_one_process(job_dir: Path) -> float:

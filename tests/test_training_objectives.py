@@ -86,6 +86,20 @@ def test_training_ends_with_the_best_checkpoints_test_mig_and_logs_val_mig_every
     assert not [tag for tag in logged if tag.startswith("test/")]
 
 
+def test_a_test_split_too_small_for_mig_says_so_instead_of_a_number(tmp_path, data_dir):
+    result = run_cli(
+        [*TINY_RUN, "data.num_examples=10", "trainer.max_epochs=1"], tmp_path, data_dir
+    )
+
+    assert result.returncode == 0, result.stderr
+    (metrics_file,) = tmp_path.glob("outputs/*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    assert "test/mig" not in metrics
+    assert metrics["mig_left_out"] == "1 example; MIG needs at least 40"
+    assert "  test MIG                 n/a   (1 example; MIG needs at least 40)" in result.stdout
+    assert "val/mig" not in _scalars(metrics_file.parent)
+
+
 @pytest.fixture(scope="module")
 def factor_vae_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     cwd = tmp_path_factory.mktemp("factor_vae")

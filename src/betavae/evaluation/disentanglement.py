@@ -19,8 +19,9 @@ MIN_MIG_EXAMPLES = 2 * LATENT_BINS
 
 def mig_unavailable(factor_ids: Tensor) -> str | None:
     """Why MIG cannot be measured on these examples' (N, K) discrete factors; None if it can."""
-    if len(factor_ids) < MIN_MIG_EXAMPLES:
-        return f"{len(factor_ids)} examples; MIG needs at least {MIN_MIG_EXAMPLES}"
+    count = len(factor_ids)
+    if count < MIN_MIG_EXAMPLES:
+        return f"{count} example{'s' * (count != 1)}; MIG needs at least {MIN_MIG_EXAMPLES}"
     if all(column.unique().numel() < 2 for column in factor_ids.T):
         return "no factor varies in these examples"
     return None
