@@ -7,6 +7,8 @@ exactly as the metrics would render them). Each implementation then draws factor
 random numbers and looks their codes up, so the only differences left are the implementations'
 and their sampling. Each runs every metric with disentanglement_lib's gin defaults for several
 seeds; `compare` reports the means and says where two differ by more than their sampling noise.
+disent's FactorVAE score keeps the collapsed dimensions that disentanglement_lib prunes, so it is
+compared with betavae's score computed the same way (`factor_vae_score_no_pruning`).
 
     # betavae's environment: the table of a trained sprites run, then betavae's metrics on it
     python benchmarks/metrics_crosscheck.py codes --run outputs/<date>/<time> --codes /tmp/mu.npz
@@ -44,6 +46,7 @@ NUM_TRAIN = 10_000
 NUM_TEST = 5_000
 PRUNE_THRESHOLD = 0.05
 BINS = 20
+UNPRUNED = "factor_vae_score_no_pruning"
 
 
 def write_codes(run: str, path: Path) -> None:
@@ -79,6 +82,7 @@ def run_betavae(codes: np.ndarray, sizes: tuple[int, ...], seed: int) -> dict[st
 
     from betavae.evaluation.disentanglement_scores import DISENTANGLEMENT_SCORES
     from betavae.evaluation.disentanglement_scores import disentanglement_scores as scores
+    from betavae.evaluation.intervention_scores import factor_vae_score
 
     class Table:
         factor_sizes = sizes
@@ -90,6 +94,13 @@ def run_betavae(codes: np.ndarray, sizes: tuple[int, ...], seed: int) -> dict[st
     dci = [name for name in DISENTANGLEMENT_SCORES if name.startswith("dci_")]
     groups = [[name] for name in DISENTANGLEMENT_SCORES if name not in dci] + [dci]
     computations = {", ".join(g): lambda g=g: scores(Table(), lambda x: x, g, seed) for g in groups}
+    # disent keeps the dimensions that disentanglement_lib prunes (its threshold is 0): the
+    # same score without pruning, to compare with disent's.
+    computations[UNPRUNED] = lambda: {
+        UNPRUNED: factor_vae_score(
+            Table(), lambda x: x, torch.Generator().manual_seed(seed), prune_threshold=0.0
+        )
+    }
     return _timed(computations)
 
 
@@ -175,7 +186,7 @@ def run_disent(codes: np.ndarray, sizes: tuple[int, ...], seed: int) -> dict:
         "dci": lambda: call(metric_dci),
     }
     names = {
-        "factor_vae.eval_accuracy": "factor_vae_score",
+        "factor_vae.eval_accuracy": UNPRUNED,
         "mig.discrete_score": "mig",
         "sap.score": "sap",
         "dci.disentanglement": "dci_disentanglement",
@@ -243,7 +254,13 @@ def compare() -> None:
         if (RESULTS / f"{name}.json").exists()
     }
     others = [name for name in found if name != "betavae"]
-    print("| metric | " + " | ".join(found) + " | " + " | ".join(f"Δ {o} / noise" for o in others))
+    print(
+        "| metric | "
+        + " | ".join(found)
+        + " | "
+        + " | ".join(f"Δ {o} / noise" for o in others)
+        + " |"
+    )
     print("|---" * (1 + len(found) + len(others)) + "|")
     for metric, ours in found["betavae"]["scores"].items():
         cells = [_mean_sd(found[name]["scores"].get(metric)) for name in found]
