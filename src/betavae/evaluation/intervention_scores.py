@@ -44,7 +44,8 @@ def beta_vae_score(
     train_x, train_y = _beta_vae_points(data, representation, num_train, batch_size, generator)
     eval_x, eval_y = _beta_vae_points(data, representation, num_eval, batch_size, generator)
     # disentanglement_lib's classifier: scikit-learn's logistic regression with its defaults, on
-    # the unscaled features (random_state only pins down solvers that use one).
+    # the unscaled features. Those defaults are L-BFGS on the multinomial loss since
+    # scikit-learn 0.22; the 2019 study's were liblinear, one class against the rest.
     classifier = LogisticRegression(random_state=0).fit(train_x.numpy(), train_y.numpy())
     return float(classifier.score(eval_x.numpy(), eval_y.numpy()))
 
