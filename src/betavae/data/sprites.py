@@ -69,15 +69,22 @@ def render_sprites(num_examples: int, image_size: int, seed: int) -> tuple[Tenso
         ],
         dim=1,
     )
-    images = torch.zeros((num_examples, 1, image_size, image_size), dtype=torch.uint8)
+    return render_factors(factors, image_size), factors
+
+
+def render_factors(factors: Tensor, image_size: int) -> Tensor:
+    """Binary images, uint8 (N, 1, S, S) in {0, 1}, of the sprites with these factor values,
+    float (N, 5) in the order of `FACTOR_NAMES`: what the metrics that hold a factor fixed ask for.
+    """
+    images = torch.zeros((len(factors), 1, image_size, image_size), dtype=torch.uint8)
     # Every sprite lies within _MARGIN of its centre, so only a window around it needs testing:
     # at any image size that is about a fifth of the pixels.
     window = min(image_size, math.ceil(2 * _MARGIN * image_size) + 2)
     chunk = max(1, _PIXELS_PER_CHUNK // window**2)
-    for start in range(0, num_examples, chunk):
+    for start in range(0, len(factors), chunk):
         stop = start + chunk
         _paint(images[start:stop, 0], factors[start:stop], window)
-    return images, factors
+    return images
 
 
 def _paint(canvas: Tensor, factors: Tensor, window: int) -> None:
@@ -200,3 +207,21 @@ class SpritesDataModule(HeldOutTestDataModule):
         cached = torch.load(self.cache_path, weights_only=True)
         dataset = SpritesDataset(cached["images"], cached["factors"])
         self._use_whole(dataset)
+
+
+class SpritesGroundTruth:
+    """The sprites as the process that makes them, for the disentanglement metrics that hold one
+    factor fixed and vary the others (a `betavae.evaluation.ground_truth.GroundTruthData`): any
+    combination of factors is rendered on demand, as dSprites' full grid would be looked up."""
+
+    factor_names: tuple[str, ...] = FACTOR_NAMES
+    factor_sizes: tuple[int, ...] = tuple(len(values) for values in FACTOR_VALUES)
+
+    def __init__(self, image_size: int) -> None:
+        self.image_size = image_size
+
+    def observations(self, factor_indices: Tensor) -> Tensor:
+        """Float images (N, 1, S, S) in [0, 1] for factor indices (N, 5) into `FACTOR_VALUES`."""
+        columns = zip(FACTOR_VALUES, factor_indices.T, strict=True)
+        values = [grid[column] for grid, column in columns]
+        return render_factors(torch.stack(values, dim=1), self.image_size).float()

@@ -51,20 +51,24 @@ def _mutual_information(a: Tensor, b: Tensor) -> Tensor:
     return _entropy(a) + _entropy(b) - _entropy(joint)
 
 
+def mutual_information(mu: Tensor, factor_ids: Tensor) -> Tensor:
+    """(D, K) float64: I(z_d; v_k) in nats for μ (N, D), binned, against discrete factors (N, K).
+
+    With N examples the histogram estimate is biased upwards by about (bins − 1)(values − 1) / 2N
+    nats, so a dimension that carries nothing still shows a few hundredths of a nat.
+    """
+    latents = discretize_latents(mu)
+    rows = [[_mutual_information(z, factor) for factor in factor_ids.T] for z in latents.T]
+    return torch.stack([torch.stack(row) for row in rows])
+
+
 def normalized_mutual_information(mu: Tensor, factor_ids: Tensor) -> Tensor:
     """(D, K) float64: I(z_d; v_k) / H(v_k) for μ (N, D) against discrete factors (N, K).
 
-    A factor that never varies in the data (H = 0) gets a column of NaN. With N examples the
-    histogram estimate of I is biased upwards by about (bins − 1)(values − 1) / 2N nats, so a
-    dimension that carries nothing still shows a few hundredths.
+    A factor that never varies in the data (H = 0) gets a column of NaN.
     """
-    latents = discretize_latents(mu)
-    columns = []
-    for factor in factor_ids.T:
-        entropy = _entropy(factor)
-        informations = torch.stack([_mutual_information(z, factor) for z in latents.T])
-        columns.append(informations / entropy if entropy > 0 else informations * torch.nan)
-    return torch.stack(columns, dim=1)
+    entropies = torch.stack([_entropy(factor) for factor in factor_ids.T])
+    return mutual_information(mu, factor_ids) / entropies.where(entropies > 0, torch.nan)
 
 
 def mutual_information_gap(mu: Tensor, factor_ids: Tensor) -> tuple[float, list[float | None]]:
