@@ -1,11 +1,22 @@
-"""Helpers for tests that run the real console scripts."""
+"""Helpers for tests that run the real console scripts: in this process, as a shell would run
+them, or (where the process boundary is what a test is about) in a process of their own."""
 
+import contextlib
+import io
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import torch
+from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
@@ -30,8 +41,89 @@ def console_script(name: str) -> str:
 
 
 def run_cli(
+    args: list[str], cwd: Path, data_dir: Path, script: str = "betavae-train"
+) -> subprocess.CompletedProcess:
+    """Run a console script's `main` in this process as a shell would run the command: its
+    argv, working directory and BETAVAE_DATA_DIR, its exit status (SystemExit), its output; a
+    traceback, as Python prints one, for an exception that escapes it.
+
+    Torch, Lightning and Hydra are imported once per test session instead of once per
+    command; what a run changes in the process (directory, environment, signal handlers,
+    logging, warning filters, torch's threads, Hydra's globals) is put back afterwards.
+    """
+    (entry,) = entry_points(group="console_scripts", name=script)
+    main = entry.load()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        _as_a_command(script, args, cwd, data_dir),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        try:
+            main()
+            status = 0
+        except SystemExit as exit:
+            status = _exit_status(exit.code, stderr)
+        except BaseException:
+            traceback.print_exc(file=stderr)
+            status = 1
+    return subprocess.CompletedProcess(
+        [script, *args], status, stdout.getvalue(), stderr.getvalue()
+    )
+
+
+def _exit_status(code: object, stderr: io.StringIO) -> int:
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=stderr)  # sys.exit("message") prints it and exits 1
+    return 1
+
+
+@contextlib.contextmanager
+def _as_a_command(script: str, args: list[str], cwd: Path, data_dir: Path) -> Iterator[None]:
+    saved_cwd, saved_argv, saved_env = os.getcwd(), sys.argv, dict(os.environ)
+    handlers = {signum: signal.getsignal(signum) for signum in _HANDLED}
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level)
+    threads = torch.get_num_threads()
+    os.chdir(cwd)
+    sys.argv = [script, *args]
+    os.environ["BETAVAE_DATA_DIR"] = str(data_dir)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        _reset_stop_requests()
+        for handler in root.handlers:
+            if handler not in saved_logging[0]:
+                handler.close()
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+
+
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+def _reset_stop_requests() -> None:
+    from betavae.lifecycle.signals import STOP_REQUESTS
+
+    STOP_REQUESTS.signum = None
+    STOP_REQUESTS.immediate = True
+
+
+def run_process(
     args: list[str], cwd: Path, data_dir: Path, timeout: float = 600, script: str = "betavae-train"
 ) -> subprocess.CompletedProcess:
+    """The console script as a process of its own: for what needs one (DDP ranks, launchers
+    that start workers, SLURM jobs, the imports a fresh process makes)."""
     env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [console_script(script), *args],

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, event_file_pids, run_cli
+from helpers import TINY_RUN, event_file_pids, run_process
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _assert_complete(run_dir: Path) -> dict:
 
 
 def test_a_single_ddp_run_writes_one_complete_run_directory(tmp_path, data_dir):
-    result = run_cli(DDP, cwd=tmp_path, data_dir=data_dir)
+    result = run_process(DDP, cwd=tmp_path, data_dir=data_dir)
 
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
@@ -46,7 +46,7 @@ def test_a_single_ddp_run_writes_one_complete_run_directory(tmp_path, data_dir):
 def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, data_dir):
     # The default, time-stamped sweep directory: ranks that re-ran the sweep command on their
     # own would compose another one a few seconds later.
-    result = run_cli(["-m", *DDP, "model.beta=1,4"], tmp_path, data_dir)
+    result = run_process(["-m", *DDP, "model.beta=1,4"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["multirun"]
@@ -64,7 +64,7 @@ def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, da
 
 def test_ddp_trains_factor_vae_and_dip_vae_each_step_once(tmp_path, data_dir):
     objectives = ["model.objective=factor_vae,dip_vae_ii", "hydra.sweep.dir=sweep"]
-    result = run_cli(["-m", *DDP, *objectives], tmp_path, data_dir)
+    result = run_process(["-m", *DDP, *objectives], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     factor_vae = tmp_path / "sweep/0_model.objective=factor_vae"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SLURM_CPU, TINY_RUN, event_file_pids, run_cli, slurm_job
+from helpers import SLURM_CPU, TINY_RUN, event_file_pids, run_cli, run_process, slurm_job
 
 from betavae.loading import load_run
 from betavae.vae import kl_standard_normal
@@ -37,7 +37,7 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
     slurm_cluster, tmp_path, data_dir
 ):
     args = ["-m", *SLURM_CPU, *TINY_RUN, f"trainer.max_epochs={EPOCHS}", "model.beta=1,4"]
-    result = run_cli([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+    result = run_process([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     # While it waits, one line per poll of the jobs' states (sacct's, on a cluster without
@@ -75,7 +75,7 @@ def test_a_sweep_asking_for_gpus_the_cluster_lacks_is_refused_before_anything_is
     slurm_cluster, tmp_path, data_dir
 ):
     args = ["-m", "hydra/launcher=slurm", *TINY_RUN, "model.beta=1,4"]
-    result = run_cli(args, tmp_path, data_dir)
+    result = run_process(args, tmp_path, data_dir)
 
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -101,7 +101,7 @@ def _test_kl_in_one_process(job_dir: Path) -> float:
 def test_ddp_runs_as_two_slurm_tasks_in_one_run_directory(slurm_cluster, tmp_path, data_dir):
     single_device = [arg for arg in TINY_RUN if not arg.startswith("trainer.devices=")]
     args = ["-m", *SLURM_CPU, "hydra.launcher.tasks_per_node=2", "trainer=ddp", *single_device]
-    result = run_cli(
+    result = run_process(
         [*args, f"trainer.max_epochs={EPOCHS}", "hydra.sweep.dir=sweep"], tmp_path, data_dir
     )
 

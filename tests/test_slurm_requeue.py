@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SLURM_CPU, console_script, run_cli, slurm_job
+from helpers import SLURM_CPU, console_script, run_process, slurm_job
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from betavae.lifecycle.commands import shell_word
@@ -225,7 +225,7 @@ def test_scancel_leaves_a_resumable_job_that_resume_auto_finishes(
     ) in _job_stderr(sweep, f"{array_id}_1")
     untouched = _run_files(finished)
 
-    result = run_cli([*args, "resume=auto"], tmp_path, data_dir)
+    result = run_process([*args, "resume=auto"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert _run_files(finished) == untouched
