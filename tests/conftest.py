@@ -23,6 +23,19 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """One short run (TINY_RUN, 3 epochs) in its default directory, outputs/<date>/<time>,
+    shared read-only by the tests that read a finished run (a test that changes it copies it)."""
+    from helpers import TINY_RUN, run_cli
+
+    cwd = tmp_path_factory.mktemp("tiny_run")
+    result = run_cli([*TINY_RUN, "trainer.max_epochs=3"], cwd, data_dir)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (path.parent for path in (cwd / "outputs").glob("*/*/config.yaml"))
+    return run_dir
+
+
 @pytest.fixture
 def compose_train() -> Iterator:
     """Compose `conf/train.yaml` with overrides through Hydra's compose API."""

@@ -12,7 +12,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator
-from importlib.metadata import entry_points
+from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -40,6 +40,20 @@ def console_script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+# Each console script's `main`, without the quick exit of the installed script
+# (betavae.apps.console), which would end this process.
+APPS = {
+    "betavae-train": lambda: import_module("betavae.apps.train").main,
+    "betavae-report": lambda: import_module("betavae.apps.report").main,
+    **{
+        f"betavae-{name}": lambda name=name: getattr(
+            import_module("betavae.apps.model_apps"), f"{name}_main"
+        )
+        for name in ("eval", "sample", "encode", "score")
+    },
+}
+
+
 def run_cli(
     args: list[str], cwd: Path, data_dir: Path, script: str = "betavae-train"
 ) -> subprocess.CompletedProcess:
@@ -51,8 +65,7 @@ def run_cli(
     command; what a run changes in the process (directory, environment, signal handlers,
     logging, warning filters, torch's threads, Hydra's globals) is put back afterwards.
     """
-    (entry,) = entry_points(group="console_scripts", name=script)
-    main = entry.load()
+    main = APPS[script]()
     stdout, stderr = io.StringIO(), io.StringIO()
     with (
         _as_a_command(script, args, cwd, data_dir),
@@ -117,6 +130,22 @@ def _reset_stop_requests() -> None:
 
     STOP_REQUESTS.signum = None
     STOP_REQUESTS.immediate = True
+
+
+def paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """A betavae command pasted into bash as printed: bash reads it (its quoting, `$VARIABLES`,
+    `~`, a trailing comment) into words, and the command those words make runs in this
+    process."""
+    words = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {command}"],
+        cwd=cwd,
+        env={**os.environ, "BETAVAE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")[:-1]
+    script, *args = words
+    return run_cli(args, cwd, data_dir, script=script)
 
 
 def run_process(

@@ -36,6 +36,8 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
     for result in (betavae, fastest):
         assert len(result["epoch_s"]) == 2
         assert result["images_per_s"] > 0
+        # The whole of training: validation, checkpoints, logging and pictures where they run.
+        assert 0 < result["end_to_end_images_per_s"] <= result["images_per_s"] * 1.05
         assert result["startup_s"] > 0  # measured from --spawned-at
         assert result["peak_rss_mb"] > 100
         assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel

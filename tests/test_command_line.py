@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, console_script, run_cli
+from helpers import TINY_RUN, paste, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -88,12 +88,10 @@ def _contents(directory: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    cwd = tmp_path_factory.mktemp("trained")
-    result = run_cli([*TINY_RUN, "trainer.max_epochs=3", "hydra.run.dir=run"], cwd, data_dir)
-    assert result.returncode == 0, result.stderr
-    return cwd / "run"
+@pytest.fixture
+def trained(tiny_run: Path) -> Path:
+    """The session's short run: TINY_RUN, 3 epochs."""
+    return tiny_run
 
 
 @pytest.mark.parametrize(("command", "args", "named", "quick"), BAD_INPUTS)
@@ -118,32 +116,40 @@ def test_every_mistake_is_one_line_and_leaves_nothing_behind(
 # Run in a fresh process: every quick mistake, each through its app's `main`, then whether
 # torch was imported on the way.
 _QUICK_REFUSALS = """
-import contextlib, io, json, sys
-from importlib.metadata import entry_points
+import contextlib, importlib, io, json, sys
 
 statuses = []
-for script, args in json.loads(sys.argv[1]):
-    (entry,) = entry_points(group="console_scripts", name=script)
-    sys.argv = [script, *args]
-    with contextlib.redirect_stderr(io.StringIO()):
+for (module, function), args in json.loads(sys.argv[1]):
+    main = getattr(importlib.import_module(module), function)
+    sys.argv = ["betavae", *args]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
-            entry.load()()
+            main()
             statuses.append(0)
         except SystemExit as exit:
             statuses.append(exit.code)
 print(json.dumps({"statuses": statuses, "torch": "torch" in sys.modules}))
 """
+# Each command's `main` (the installed scripts end their process when it returns).
+_MAINS = {
+    "train": ("betavae.apps.train", "main"),
+    "report": ("betavae.apps.report", "main"),
+    **{
+        name: ("betavae.apps.model_apps", f"{name}_main")
+        for name in ("eval", "sample", "encode", "score")
+    },
+}
 
 
 def test_quick_mistakes_and_help_are_answered_before_torch_is_imported(trained, tmp_path, data_dir):
     """A mistake in the config or the command line, and `--help`, are answered at once:
     before torch and Lightning (seconds to import) are loaded. One process runs them all."""
     cases = [
-        (f"betavae-{command}", [arg.replace(RUN, str(trained)) for arg in args])
+        (_MAINS[command], [arg.replace(RUN, str(trained)) for arg in args])
         for command, args, _, quick in BAD_INPUTS
         if quick
     ]
-    helps = [(f"betavae-{command}", ["--help"]) for command in APPS]
+    helps = [(_MAINS[command], ["--help"]) for command in APPS]
     result = subprocess.run(
         [sys.executable, "-c", _QUICK_REFUSALS, json.dumps([*cases, *helps])],
         cwd=tmp_path,
@@ -193,13 +199,7 @@ def test_a_sweep_jobs_printed_command_works_when_pasted(tmp_path, data_dir):
     ]
     assert printed == ("betavae-train \"resume='sweep/0_model.beta=1'\" trainer.max_epochs=2")
 
-    env = {
-        **_env(data_dir),
-        "PATH": f"{Path(console_script('betavae-train')).parent}:{os.environ['PATH']}",
-    }
-    pasted = subprocess.run(
-        ["bash", "-c", printed], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    pasted = paste(printed, tmp_path, data_dir)
 
     assert pasted.returncode == 0, pasted.stderr
     assert "Trained 2 epochs" in pasted.stdout

@@ -44,38 +44,28 @@ def test_a_single_ddp_run_writes_one_complete_run_directory(tmp_path, data_dir):
 
 
 def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, data_dir):
+    """Each job of a sweep on two DDP ranks, FactorVAE's discriminator and DIP-VAE's penalty
+    among them, trains in its own directory and steps once per batch."""
     # The default, time-stamped sweep directory: ranks that re-ran the sweep command on their
     # own would compose another one a few seconds later.
-    result = run_process(["-m", *DDP, "model.beta=1,4"], tmp_path, data_dir)
+    objectives = "model.objective=beta,factor_vae,dip_vae_ii"
+    result = run_process(["-m", *DDP, objectives], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["multirun"]
-    sweeps = list((tmp_path / "multirun").glob("*/*"))
-    assert len(sweeps) == 1, sweeps
-    jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir())
-    assert jobs == ["0_model.beta=1", "1_model.beta=4"]
-    for job, beta in zip(jobs, (1.0, 4.0), strict=True):
-        metrics = _assert_complete(sweeps[0] / job)
-        assert metrics["val/loss"] == pytest.approx(
-            metrics["val/recon"] + beta * metrics["val/kl"], rel=1e-5
-        )
-    assert result.stdout.count("Trained 2 epochs") == 2
-
-
-def test_ddp_trains_factor_vae_and_dip_vae_each_step_once(tmp_path, data_dir):
-    objectives = ["model.objective=factor_vae,dip_vae_ii", "hydra.sweep.dir=sweep"]
-    result = run_process(["-m", *DDP, *objectives], tmp_path, data_dir)
-
-    assert result.returncode == 0, result.stderr
-    factor_vae = tmp_path / "sweep/0_model.objective=factor_vae"
-    dip_vae = tmp_path / "sweep/1_model.objective=dip_vae_ii"
+    (sweep,) = list((tmp_path / "multirun").glob("*/*"))
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == [f"{n}_model.objective={o}" for n, o in enumerate(objectives[16:].split(","))]
+    assert result.stdout.count("Trained 2 epochs") == 3
+    beta = _assert_complete(sweep / jobs[0])
+    assert beta["val/loss"] == pytest.approx(beta["val/recon"] + beta["val/kl"], rel=1e-5)
     # One optimizer step per batch, the discriminator's included (not two, as two optimizers
     # under Lightning's manual optimization would count).
-    steps = _assert_complete(factor_vae)["global_step"]
-    checkpoint = torch.load(factor_vae / "checkpoints/last.ckpt", weights_only=True)
+    steps = _assert_complete(sweep / jobs[1])["global_step"]
+    checkpoint = torch.load(sweep / jobs[1] / "checkpoints/last.ckpt", weights_only=True)
     adam = checkpoint["optimizer_states"][0]
     critic_group = adam["param_groups"][1]
     assert critic_group["lr"] == 1e-4
     assert {adam["state"][i]["step"].item() for i in critic_group["params"]} == {steps}
-    metrics = _assert_complete(dip_vae)
-    assert metrics["val/loss"] > metrics["val/elbo"]  # the DIP penalty, on each rank's batch
+    dip = _assert_complete(sweep / jobs[2])
+    assert dip["val/loss"] > dip["val/elbo"]  # the DIP penalty, on each rank's batch

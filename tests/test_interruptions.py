@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, event_file_pids, run_cli
+from helpers import TINY_RUN, console_script, event_file_pids, paste, run_cli
 from omegaconf import OmegaConf
 
 from betavae.lifecycle.commands import shell_word
@@ -94,9 +94,7 @@ def test_a_signal_mid_epoch_saves_that_step_and_resume_ends_as_if_never_stopped(
 
     # The printed command, pasted into a shell.
     command = line.split("continue with: ")[1]
-    resumed = subprocess.run(
-        ["bash", "-c", command], cwd=tmp_path, env=_env(data_dir), capture_output=True, text=True
-    )
+    resumed = paste(command, tmp_path, data_dir)
 
     assert resumed.returncode == 0, resumed.stderr
     metrics = _metrics(run)
@@ -261,9 +259,7 @@ def test_a_signal_stops_a_sweep_which_the_printed_command_continues(tmp_path, da
     assert shlex.split(command)[-2:] == ["hydra.sweep.dir=sweep", "resume=auto"]
     assert not (tmp_path / "sweep/1_model.beta=4").exists()
 
-    resumed = subprocess.run(
-        ["bash", "-c", command], cwd=tmp_path, env=_env(data_dir), capture_output=True, text=True
-    )
+    resumed = paste(command, tmp_path, data_dir)
 
     assert resumed.returncode == 0, resumed.stderr
     for job in ("0_model.beta=1", "1_model.beta=4"):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, console_script, run_cli
+from helpers import TINY_RUN, console_script, paste, run_cli
 from omegaconf import OmegaConf
 
 from betavae.config.flat import flatten
@@ -27,12 +27,6 @@ _WHERE = ("resume", "ckpt_path", "paths.", "data.data_dir")
 def _env(data_dir: Path) -> dict[str, str]:
     path = f"{Path(console_script('betavae-train')).parent}:{os.environ['PATH']}"
     return {**os.environ, "BETAVAE_DATA_DIR": str(data_dir), "PATH": path}
-
-
-def _paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "-c", command], cwd=cwd, env=_env(data_dir), capture_output=True, text=True
-    )
 
 
 def _settings(run_dir: Path) -> dict:
@@ -68,7 +62,7 @@ def test_train_it_longer_continues_the_same_run(original, data_dir):
     )
     before = _settings(run_dir)
 
-    result = _paste(command, run_dir.parents[2], data_dir)
+    result = paste(command, run_dir.parents[2], data_dir)
 
     assert result.returncode == 0, result.stderr
     assert _differing_from(before, run_dir) == {"trainer.max_epochs"}
@@ -88,7 +82,7 @@ def test_the_fork_a_refused_resume_suggests_keeps_the_runs_settings(original, da
     assert refused.returncode == 2
     command = refused.stderr.strip().split(", start a new run from its checkpoint: ")[1]
 
-    result = _paste(command, cwd, data_dir)
+    result = paste(command, cwd, data_dir)
 
     assert result.returncode == 0, result.stderr
     (forked,) = _new_runs(cwd, known)
@@ -104,7 +98,7 @@ def test_the_divergence_line_suggests_the_run_with_a_lower_learning_rate(tmp_pat
     command = diverged.stderr.strip().splitlines()[-1].split("try a lower learning rate: ")[1]
     command = command.split(" (or add ")[0]
 
-    result = _paste(command, tmp_path, data_dir)
+    result = paste(command, tmp_path, data_dir)
 
     (again,) = _new_runs(tmp_path, {run_dir})
     assert result.returncode in (0, 3), result.stderr  # 1e11 may diverge too: it ran
@@ -135,7 +129,7 @@ def test_a_stopped_sweep_continues_with_its_own_settings(tmp_path, data_dir):
     assert shlex.split(command)[-2:] == ["hydra.sweep.dir=sweep", "resume=auto"]
     before = _settings(tmp_path / "sweep/0_model.beta=1")
 
-    result = _paste(command, tmp_path, data_dir)
+    result = paste(command, tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert _differing_from(before, tmp_path / "sweep/0_model.beta=1") == set()

@@ -11,6 +11,12 @@ from betavae.lifecycle.signals import STOP_REQUESTS
 from betavae.training.callbacks import EpochProgressBar
 
 
+class _Model(BoringModel):
+    """Lightning's model for tests, with the latest training loss a VAEModule keeps."""
+
+    last_train_loss = 1.5
+
+
 class _StopRequestedAt(pl.Callback):
     """Records a stop request at a training step, as the SIGTERM handler would."""
 
@@ -39,9 +45,10 @@ def _trainer(tmp_path, *callbacks: pl.Callback) -> pl.Trainer:
 def test_the_bar_counts_epochs_from_one_of_all(tmp_path):
     bar = EpochProgressBar()
 
-    _trainer(tmp_path, bar).fit(BoringModel())
+    _trainer(tmp_path, bar).fit(_Model())
 
     assert bar.train_progress_bar.desc.startswith("Epoch 2/2")
+    assert bar.train_progress_bar.postfix == "train/loss=1.5"
 
 
 @pytest.fixture
@@ -53,7 +60,7 @@ def stop_requests():
 def test_a_stop_request_clears_the_bar_before_the_stop_is_reported(tmp_path, stop_requests):
     bar = EpochProgressBar()
 
-    _trainer(tmp_path, bar, _StopRequestedAt(step=3)).fit(BoringModel())
+    _trainer(tmp_path, bar, _StopRequestedAt(step=3)).fit(_Model())
 
     # Cleared (no line left behind) at the step the request came, and drawn no more.
     assert bar.train_progress_bar.disable

@@ -3,14 +3,14 @@ override), the others composed, and its mistakes checked against the lines it sh
 
 import json
 import math
-import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, console_script, run_cli
+from helpers import TINY_RUN, paste, run_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -69,11 +69,10 @@ _RUN_PATHS = re.compile(r"(outputs|multirun)/\d{4}-\d\d-\d\d/[\d-]+")
 
 
 @pytest.fixture(scope="module")
-def readme_paths(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+def readme_paths(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tiny_run: Path) -> Path:
     """A directory holding a real `outputs/run` and a real sweep `multirun/sweep`."""
     cwd = tmp_path_factory.mktemp("readme")
-    run = run_cli([*TINY_RUN, "trainer.max_epochs=1", "hydra.run.dir=outputs/run"], cwd, data_dir)
-    assert run.returncode == 0, run.stderr
+    shutil.copytree(tiny_run, cwd / "outputs/run")
     sweep = ["-m", *TINY_RUN, "trainer.max_epochs=1", "model.beta=1,4"]
     swept = run_cli([*sweep, "hydra.sweep.dir=multirun/sweep"], cwd, data_dir)
     assert swept.returncode == 0, swept.stderr
@@ -84,13 +83,7 @@ def _pasted(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProc
     command = _RUN_PATHS.sub(
         lambda m: f"{m.group(1)}/{'run' if m.group(1) == 'outputs' else 'sweep'}", command
     )
-    scripts = Path(console_script("betavae-train")).parent
-    env = {
-        **os.environ,
-        "BETAVAE_DATA_DIR": str(data_dir),
-        "PATH": f"{scripts}:{os.environ['PATH']}",
-    }
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True)
+    return paste(command, cwd, data_dir)
 
 
 def _one_job(command: str) -> str:

@@ -15,13 +15,13 @@ from betavae.training.tensorboard_hparams import record_hparams
 
 
 @pytest.mark.parametrize(
-    ("steps_per_epoch", "interval"),
-    [(3, 1), (13, 1), (25, 2), (125, 12), (469, 46), (5000, 50), (float("inf"), 50)],
+    ("total_steps", "interval"),
+    [(24, 1), (199, 1), (348, 3), (1250, 12), (4690, 46), (50000, 50), (float("inf"), 50)],
 )
-def test_short_epochs_get_about_ten_training_points_long_ones_one_every_50_steps(
-    steps_per_epoch, interval
+def test_a_run_gets_about_a_hundred_training_points_a_long_one_one_every_50_steps(
+    total_steps, interval
 ):
-    assert log_interval(steps_per_epoch) == interval
+    assert log_interval(total_steps) == interval
 
 
 def test_a_labelled_grid_puts_each_label_beside_its_row():
@@ -74,7 +74,7 @@ def test_a_sweep_experiment_types_every_setting_and_never_hides_a_job(tmp_path):
     second["trainer"] = {"max_epochs": 3, "gradient_clip_val": 0.5}
     jobs = [_job(sweep, "0_model.beta=1", first), _job(sweep, "1_model.beta=2", second)]
 
-    record_hparams(jobs[1])
+    record_hparams(jobs[1], sweep)
 
     experiments = [_experiment(job) for job in jobs]
     columns = experiments[0]
@@ -95,7 +95,7 @@ def test_a_sweep_experiment_types_every_setting_and_never_hides_a_job(tmp_path):
 def test_a_setting_with_many_numeric_values_gets_an_interval(tmp_path):
     jobs = [_job(tmp_path, str(n), {"model": {"lr": 10.0**-n}}) for n in range(12)]
 
-    record_hparams(jobs[0])
+    record_hparams(jobs[0], tmp_path)
 
     lr = _experiment(jobs[5])["model.lr"]
     assert (lr.domain_interval.min_value, lr.domain_interval.max_value) == (1e-11, 1.0)

@@ -44,13 +44,10 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    """One short run, shared read-only by the tests below (they copy it before changing it)."""
-    cwd = tmp_path_factory.mktemp("trained")
-    result = run_cli([*TINY_RUN, f"trainer.max_epochs={EPOCHS}"], cwd=cwd, data_dir=data_dir)
-    assert result.returncode == 0, result.stderr
-    return _single_run_dir(cwd)
+@pytest.fixture
+def trained(tiny_run: Path) -> Path:
+    """The session's short run: TINY_RUN, 3 epochs."""
+    return tiny_run
 
 
 def test_a_run_writes_its_files_into_its_own_directory(trained):
@@ -104,12 +101,27 @@ def test_pictures_are_logged_at_the_step_of_their_validation_and_after_the_last(
     events = tensorboard_run(trained)
     val_steps = [step for step, _ in scalars(events, "val/elbo")]
 
-    for tag in ("val/reconstructions", "val/samples"):
-        assert [event.step for event in events.Tensors(tag)] == val_steps
+    # By default as often as a small share of the run's time allows: at the first validation,
+    # after the last, and between them where that share allows (these epochs take a moment).
+    for tag in ("val/reconstructions", "val/samples", "val/traversal"):
+        steps = [event.step for event in events.Tensors(tag)]
+        assert steps[0] == val_steps[0] and steps[-1] == val_steps[-1]
+        assert set(steps) <= set(val_steps) and steps == sorted(set(steps))
         assert events.SummaryMetadata(tag).plugin_data.plugin_name == "images"
         assert events.SummaryMetadata(tag).summary_description
-    # Traversals every 5 epochs by default, and after the last epoch of any run.
-    assert [event.step for event in events.Tensors("val/traversal")] == val_steps[-1:]
+
+
+def test_pictures_every_n_epochs_are_logged_at_those_validations(tmp_path, data_dir):
+    every = ["callbacks.images.every_n_epochs=1", "callbacks.traversals.every_n_epochs=2"]
+    result = run_cli([*TINY_RUN, "trainer.max_epochs=3", *every], tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr
+    events = tensorboard_run(_single_run_dir(tmp_path))
+    val_steps = [step for step, _ in scalars(events, "val/elbo")]
+
+    for tag in ("val/reconstructions", "val/samples"):
+        assert [event.step for event in events.Tensors(tag)] == val_steps
+    # Every second epoch, and after the last epoch of any run.
+    assert [event.step for event in events.Tensors("val/traversal")] == val_steps[1:]
 
 
 def test_pictures_are_enlarged_separated_by_light_lines_and_labelled(trained):

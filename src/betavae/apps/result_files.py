@@ -105,9 +105,10 @@ class Results:
 
     def save_picture(self, kind: str, picture: Any) -> Path:
         """`picture`: (3, H, W) in [0, 1], as torchvision's save_image stores it."""
-        pixels = picture.mul(255).add(0.5).clamp(0, 255).permute(1, 2, 0).byte().cpu().numpy()
+        from betavae.evaluation.pictures import to_pixels  # torch: once the data is checked
+
         path = self.path(kind)
-        Image.fromarray(pixels).save(path, pnginfo=self._png_text(kind))
+        Image.fromarray(to_pixels(picture)).save(path, pnginfo=self._png_text(kind))
         return path
 
     def png_metadata(self, kind: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ from betavae.config.paths import config_dir
 from betavae.config.schema import register_schemas, validate
 from betavae.lifecycle import slurm
 from betavae.lifecycle.commands import resume_command, shell_word, sweep_command
-from betavae.lifecycle.layout import DIVERGED, is_run, read_metrics
+from betavae.lifecycle.layout import DIVERGED, is_run, read_metrics, sweep_of
 from betavae.lifecycle.plan import Action, Request, RunState, plan_run, removed_if_start_fails
 from betavae.lifecycle.records import read_sweep
 from betavae.lifecycle.signals import STOP_REQUESTS, RunStopped
@@ -97,7 +97,7 @@ def _request(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Request:
     resume = job_resume(cfg, hydra_cfg)
     if resume != cfg.resume and _rank() == 0:
         print(f"SLURM restart {slurm.restarts()} of this job: continuing its run, as resume=auto")
-    sweep_dir = run_dir.parent if hydra_cfg.mode == RunMode.MULTIRUN else None
+    sweep_dir = run_dir.parent if hydra_cfg.mode == RunMode.MULTIRUN else sweep_of(run_dir)
     return Request(run_dir, cfg, resume, sweep_dir, compose=composed_settings)
 
 

@@ -250,6 +250,7 @@ class TrainerConfig(_Checked):
     limit_train_batches: Any = None
     limit_val_batches: Any = None
     limit_test_batches: Any = None
+    num_sanity_val_steps: int = 0
     deterministic: bool = False
     enable_progress_bar: bool = True
 
@@ -258,6 +259,8 @@ class TrainerConfig(_Checked):
         steps = self.log_every_n_steps
         self._require(steps is None or steps >= 1, "log_every_n_steps", "null or an integer >= 1")
         self._require_counts("check_val_every_n_epoch")
+        sanity = self.num_sanity_val_steps
+        self._require(sanity >= 0, "num_sanity_val_steps", "an integer >= 0 (batches)")
         validates = self.check_val_every_n_epoch <= self.max_epochs
         never = "a run that never validates has no best checkpoint"
         allowed = f"at most trainer.max_epochs ({self.max_epochs}): {never}"
@@ -310,15 +313,22 @@ class CheckpointConfig(_Checked):
         self._require(minutes is None or minutes > 0, "every_n_minutes", "null or a number > 0")
 
 
+def _require_epochs_or_auto(config: _Checked) -> None:
+    every = config.every_n_epochs
+    allowed = "null (as often as a 2% share of the run's time allows) or an integer >= 1"
+    config._require(every is None or every >= 1, "every_n_epochs", allowed)
+
+
 @dataclass
 class ImagesConfig(_Checked):
     section: ClassVar[str] = "callbacks.images"
-    every_n_epochs: int = 1
+    every_n_epochs: int | None = None
     num_reconstructions: int = 8
     num_samples: int = 64
 
     def __post_init__(self) -> None:
-        self._require_counts("every_n_epochs", "num_reconstructions", "num_samples")
+        _require_epochs_or_auto(self)
+        self._require_counts("num_reconstructions", "num_samples")
 
 
 @dataclass
@@ -333,12 +343,12 @@ class ProgressBarConfig(_Checked):
 @dataclass
 class TraversalsConfig(_Checked):
     section: ClassVar[str] = "callbacks.traversals"
-    every_n_epochs: int = 5
+    every_n_epochs: int | None = None
     span: float = 3.0
     steps: int = 10
 
     def __post_init__(self) -> None:
-        self._require_counts("every_n_epochs")
+        _require_epochs_or_auto(self)
         self._require(self.span > 0, "span", "a number > 0 (each dimension sweeps -span..span)")
         self._require(self.steps >= 2, "steps", "an integer >= 2")
 

@@ -55,14 +55,19 @@ def _labelled(picture: Tensor, row_labels: Sequence[str], cell_height: int) -> T
     font = _font(max(12, round(cell_height * 0.4)))
     margin = font.size // 2
     width = margin * 2 + math.ceil(max(font.getlength(label) for label in row_labels))
-    pixels = (picture.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    pixels = to_pixels(picture)
     canvas = Image.new("RGB", (width + pixels.shape[1], pixels.shape[0]), _grey(SEPARATOR))
     canvas.paste(Image.fromarray(pixels), (width, 0))
     draw = ImageDraw.Draw(canvas)
     for row, label in enumerate(row_labels):
         middle = SEPARATOR_PIXELS + row * (cell_height + SEPARATOR_PIXELS) + cell_height / 2
         draw.text((margin, middle), label, fill=(0, 0, 0), font=font, anchor="lm")
-    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div_(255)
+
+
+def to_pixels(picture: Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] as (H, W, 3) bytes, the way PIL and PNG files take a picture."""
+    return picture.permute(1, 2, 0).mul(255).round_().to(torch.uint8).cpu().numpy()
 
 
 def _grey(level: float) -> tuple[int, int, int]:

@@ -26,20 +26,29 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def replace_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write(file)` on a staging file beside `path`, sync it, then rename it to `path`."""
+def replace_atomically(
+    path: Path, write: Callable[[BinaryIO], object], durable: bool = True
+) -> None:
+    """Call `write(file)` on a staging file beside `path`, then rename it to `path`.
+
+    `durable`: synced to disk before the rename and the rename after it, so that a power failure
+    too leaves the old version or the new one. Without, a killed process still does (the
+    rename is atomic), for a write that a newer one replaces within moments.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(path)
     try:
         with staging.open("wb") as file:
             write(file)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -40,6 +40,7 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils._pytree import tree_map_only
 
 from betavae.errors import UserError
 from betavae.lifecycle.atomic_files import (
@@ -56,6 +57,7 @@ from betavae.lifecycle.layout import (
     CheckpointFacts,
     require_checkpoint_file,
 )
+from betavae.lifecycle.signals import STOP_REQUESTS
 
 # ---------------------------------------------------------------------------------- writing
 
@@ -84,7 +86,7 @@ def remove_stale_staging_files(directory: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def link_atomically(source: Path, path: Path) -> None:
+def link_atomically(source: Path, path: Path, durable: bool = True) -> None:
     """Make `path` the same file as `source` (a hard link) without a moment where it is absent.
 
     Used when two checkpoints hold the same state, so it is serialised once. Where the
@@ -95,19 +97,30 @@ def link_atomically(source: Path, path: Path) -> None:
     try:
         os.link(source, staging)
     except OSError:
-        replace_atomically(path, lambda file: file.write(source.read_bytes()))
+        replace_atomically(path, lambda file: file.write(source.read_bytes()), durable)
         return
     os.replace(staging, path)
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)
+
+
+# The share of a run's time epoch-end checkpoints may take where epochs are short.
+CHECKPOINT_SHARE = 0.02
+# A checkpoint is synced to disk when the last synced one is this old, or the run ends or
+# stops: epoch-end checkpoints of short epochs, replaced within seconds, are not each synced
+# (their fsync was most of their cost). A killed process loses nothing written either way.
+DURABLE_EVERY_SECONDS = 60.0
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, writing each file with `replace_atomically`."""
+    """Lightning's checkpoint writer, writing each file with `replace_atomically`;
+    `storage_options={"durable": False}` leaves out the sync to disk."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
     ) -> None:
-        replace_atomically(Path(path), lambda file: torch.save(checkpoint, file))
+        durable = (storage_options or {}).get("durable", True)
+        replace_atomically(Path(path), lambda file: torch.save(checkpoint, file), durable)
 
 
 class RunCheckpoints(Checkpoint):
@@ -135,6 +148,12 @@ class RunCheckpoints(Checkpoint):
         self._validated = False
         self._pending_random_state: dict[str, Any] | None = None
         self._last_saved_at = time.monotonic()
+        self._synced_at = time.monotonic()
+        # Epoch-end checkpoints: whether one was written in this process yet, what the last
+        # took, and the best epoch's state while it waits to be written.
+        self._saved_epoch_end = False
+        self._epoch_end_cost = 0.0
+        self._unwritten_best: dict[str, Any] | None = None
 
     @property
     def best_path(self) -> Path:
@@ -199,17 +218,59 @@ class RunCheckpoints(Checkpoint):
         )
         if improved:
             self.best_score = score
-            trainer.save_checkpoint(self.best_path, weights_only=False)
+        if not self._epoch_end_due(trainer):
+            if improved:  # written with the next checkpoint, or at the run's end or stop
+                self._unwritten_best = _snapshot(trainer)
+            return
+        started = time.monotonic()
+        durable = self._durable_now(trainer)
+        if improved:
+            self._unwritten_best = None
+            self._save(trainer, self.best_path, durable)
             if trainer.is_global_zero:
-                link_atomically(self.best_path, self.last_path)
+                link_atomically(self.best_path, self.last_path, durable)
             trainer.strategy.barrier("RunCheckpoints.link")
-            self._last_saved_at = time.monotonic()
         else:
-            self.save_last(trainer)
+            self._write_unwritten_best(trainer, durable)
+            self._save(trainer, self.last_path, durable)
+        self._saved_epoch_end = True
+        self._epoch_end_cost = time.monotonic() - started
 
     def save_last(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.last_path, weights_only=False)
+        """last.ckpt of the step the run is at, synced to disk (inside long epochs, at a stop)."""
+        self._write_unwritten_best(trainer, durable=True)
+        self._save(trainer, self.last_path, durable=True)
+
+    def _epoch_end_due(self, trainer: pl.Trainer) -> bool:
+        """Every epoch end where epochs take seconds; every few where they take a fraction of
+        one, keeping the checkpoints' share of the run's time near `CHECKPOINT_SHARE`. Always the
+        first in a process, the last epoch's, one before a stop, and every one under DDP (the
+        ranks would otherwise decide by their own clocks)."""
+        last_epoch = trainer.current_epoch + 1 >= trainer.max_epochs
+        if not self._saved_epoch_end or last_epoch or trainer.world_size > 1:
+            return True
+        if STOP_REQUESTS.signum is not None:
+            return True
+        since = time.monotonic() - self._last_saved_at
+        return since >= self._epoch_end_cost / CHECKPOINT_SHARE
+
+    def _write_unwritten_best(self, trainer: pl.Trainer, durable: bool) -> None:
+        if self._unwritten_best is None:
+            return
+        options = {"durable": durable}
+        trainer.strategy.save_checkpoint(self._unwritten_best, self.best_path, options)
+        self._unwritten_best = None
+
+    def _durable_now(self, trainer: pl.Trainer) -> bool:
+        last_epoch = trainer.current_epoch + 1 >= trainer.max_epochs
+        stale = time.monotonic() - self._synced_at >= DURABLE_EVERY_SECONDS
+        return last_epoch or stale or STOP_REQUESTS.signum is not None
+
+    def _save(self, trainer: pl.Trainer, path: Path, durable: bool) -> None:
+        trainer.save_checkpoint(path, weights_only=False, storage_options={"durable": durable})
         self._last_saved_at = time.monotonic()
+        if durable:
+            self._synced_at = self._last_saved_at
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +284,15 @@ class RunCheckpoints(Checkpoint):
             self.best_score = state_dict["best_score"]
             self.val_metrics = state_dict["val_metrics"]
         self._pending_random_state = state_dict["random_state"]
+
+
+def _snapshot(trainer: pl.Trainer) -> dict[str, Any]:
+    """The checkpoint of the trainer's state now, its tensors copied, to write later.
+
+    Lightning's own `dump_checkpoint`, as `trainer.save_checkpoint` uses it.
+    """
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+    return tree_map_only(torch.Tensor, lambda tensor: tensor.detach().clone(), checkpoint)
 
 
 def is_last_batch(trainer: pl.Trainer) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from betavae.errors import UserError
@@ -119,6 +120,16 @@ def locate_run(run: str | None, key: str = "run") -> tuple[Path, Path]:
         f"{key}={path}: no such file or directory; pass a run directory made by "
         "betavae-train (outputs/<date>/<time>) or a .ckpt file inside its checkpoints/"
     )
+
+
+def sweep_of(run_dir: Path) -> Path | None:
+    """The sweep a run is a job of, as Hydra recorded how it started (a job continued on its
+    own with `resume=<job dir>` stays its sweep's); None for a single run."""
+    record = run_dir / HYDRA_SETTINGS
+    if not record.is_file():
+        return None
+    settings = yaml.load(record.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return run_dir.parent if settings["hydra"].get("mode") == "MULTIRUN" else None
 
 
 def require_checkpoint_file(path: Path, key: str) -> None:

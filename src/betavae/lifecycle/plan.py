@@ -151,6 +151,8 @@ class Plan:
     """The checkpoint it continues or forks from."""
     notices: tuple[str, ...] = ()
     """What to tell the user before it starts (rank zero prints them)."""
+    sweep_dir: Path | None = None
+    """The sweep the run is a job of, if any."""
 
     @property
     def new_run(self) -> bool:
@@ -160,10 +162,12 @@ class Plan:
 
 def plan_run(request: Request, state: RunState) -> Plan:
     if request.resume is None:
-        return _start(request, state)
-    if request.resume == AUTO_RESUME:
-        return _rerun(request, state)
-    return _resume(request, state)
+        plan = _start(request, state)
+    elif request.resume == AUTO_RESUME:
+        plan = _rerun(request, state)
+    else:
+        plan = _resume(request, state)
+    return replace(plan, sweep_dir=request.sweep_dir)
 
 
 def begin(plan: Plan) -> None:

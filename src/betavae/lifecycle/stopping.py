@@ -49,9 +49,8 @@ class GracefulStop(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, batch_idx: int
     ) -> None:
-        # Stopping here, not where the checkpoint was saved: Lightning logs a step's metrics
-        # after `on_train_batch_end`, so the saved step would otherwise never reach TensorBoard.
-        # Nothing has been trained since the checkpoint.
+        # Stopping here, not where the checkpoint was saved: Lightning counts the batch as
+        # completed after `on_train_batch_end`. Nothing has been trained since the checkpoint.
         if self._saved_for is not None:
             raise RunStopped(self._saved_for, trainer.global_step)
 

@@ -27,7 +27,7 @@ class BeginRun(Callback):
             return
         if trainer.is_global_zero:
             begin(self.plan)
-            record_hparams(self.plan.run_dir)
+            record_hparams(self.plan.run_dir, self.plan.sweep_dir)
         trainer.strategy.barrier("BeginRun")
 
 
@@ -47,6 +47,16 @@ class EpochProgressBar(TQDMProgressBar):
             return
         super().on_train_batch_end(trainer, *args, **kwargs)
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        """The latest point of train/loss and the last validation's ELBO (the training means go
+        to the loggers directly, not through Lightning's progress-bar metrics)."""
+        metrics = super().get_metrics(trainer, pl_module)
+        if pl_module.last_train_loss is not None:
+            metrics["train/loss"] = f"{pl_module.last_train_loss:.3g}"
+        if "val/elbo" in trainer.callback_metrics:
+            metrics["val/elbo"] = f"{float(trainer.callback_metrics['val/elbo']):.3g}"
+        return metrics
+
     def on_exception(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
         self._clear()
 
@@ -64,12 +74,10 @@ class EpochLines(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        shown = ("train/loss", "val/elbo")
-        values = ", ".join(
-            f"{name} {float(trainer.callback_metrics[name]):.2f}"
-            for name in shown
-            if name in trainer.callback_metrics
-        )
+        shown = {"train/loss": pl_module.last_train_loss}
+        if "val/elbo" in trainer.callback_metrics:
+            shown["val/elbo"] = float(trainer.callback_metrics["val/elbo"])
+        values = ", ".join(f"{name} {v:.2f}" for name, v in shown.items() if v is not None)
         print(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {values}", flush=True)
 
 

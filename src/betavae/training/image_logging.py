@@ -1,9 +1,19 @@
 """Pictures of the model in TensorBoard after validation epochs: reconstructions, samples and a
 latent traversal, each from the same inputs or draws every time, so the images show the model
 changing rather than different data.
+
+How often: every `every_n_epochs` epochs where it is set; by default as often as keeps the
+pictures' share of the run's time near `PICTURE_SHARE`, which is every epoch of a run whose
+epochs take a few seconds, and every few epochs where epochs take a fraction of a second
+(where drawing every epoch took a tenth of the run: benchmarks/throughput.py, small data).
+Always after the first validation and after the last epoch. The model's part (decoding) is done
+in the training loop; drawing and compressing, in the logger's drawing thread.
 """
 
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from functools import partial
 
 import lightning.pytorch as pl
 import torch
@@ -16,16 +26,28 @@ from betavae.vae import VAE, kl_standard_normal
 
 # Validation images whose mean KL per dimension orders and labels a traversal's rows.
 TRAVERSAL_KL_INPUTS = 64
+# The share of a run's time each kind of picture may take by default.
+PICTURE_SHARE = 0.02
 
 
 class _ValidationImageLogger(Callback):
-    """Every `every_n_epochs` validation epochs and after the last one, log pictures made from
-    the first validation inputs, at the step of that validation's scalars."""
+    """After validation epochs (see the module's docstring for which) and after the last one,
+    log pictures made from the first validation inputs, at the step of that validation's
+    scalars. `every_n_epochs=None`: as often as the pictures' time share allows.
 
-    def __init__(self, every_n_epochs: int, num_inputs: int) -> None:
+    The model's part (decoding) is done here; drawing the grids, their labels and the PNG
+    files is done in the logger's drawing thread (`RunLogger.draw_image`), beside training.
+    """
+
+    def __init__(self, every_n_epochs: int | None, num_inputs: int) -> None:
         self.every_n_epochs = every_n_epochs
         self.num_inputs = num_inputs
         self._inputs: Tensor | None = None
+        # When the last pictures were made, what the model's part of them took, and their
+        # drawings (whose results are the seconds drawing took).
+        self._made_at: float | None = None
+        self._decoding = 0.0
+        self._drawings: list[Future[float]] = []
 
     def on_validation_batch_end(
         self,
@@ -45,17 +67,30 @@ class _ValidationImageLogger(Callback):
             return
         if not trainer.is_global_zero or not self._due(trainer):
             return
+        started = time.monotonic()
         with torch.no_grad():
-            pictures = self.pictures(pl_module.vae, self._inputs.to(pl_module.device))
-        for tag, picture in pictures.items():
-            logger.log_image(tag, picture, logged_step(trainer))
+            drawings = self.pictures(pl_module.vae, self._inputs.to(pl_module.device))
+        step = logged_step(trainer)
+        self._drawings = [logger.draw_image(tag, draw, step) for tag, draw in drawings.items()]
+        self._made_at = time.monotonic()
+        self._decoding = self._made_at - started
 
     def _due(self, trainer: pl.Trainer) -> bool:
         epochs_done = trainer.current_epoch + 1
-        return epochs_done % self.every_n_epochs == 0 or epochs_done >= trainer.max_epochs
+        if epochs_done >= trainer.max_epochs:
+            return True
+        if self.every_n_epochs is not None:
+            return epochs_done % self.every_n_epochs == 0
+        if self._made_at is None:  # the first pictures of this process: at once
+            return True
+        if not all(drawing.done() for drawing in self._drawings):
+            return False
+        cost = self._decoding + sum(drawing.result() for drawing in self._drawings)
+        return time.monotonic() - self._made_at >= cost / PICTURE_SHARE
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
-        """TensorBoard tag -> picture (3, H, W) in [0, 1] to log."""
+    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
+        """TensorBoard tag -> a function drawing its picture (3, H, W) in [0, 1] from what the
+        model made of `inputs` now."""
         raise NotImplementedError
 
 
@@ -68,21 +103,24 @@ def logged_step(trainer: pl.Trainer) -> int:
 class ImageGridLogger(_ValidationImageLogger):
     """Inputs above their reconstructions, and samples from the same prior draws each time."""
 
-    def __init__(self, every_n_epochs: int, num_reconstructions: int, num_samples: int) -> None:
+    def __init__(
+        self, every_n_epochs: int | None, num_reconstructions: int, num_samples: int
+    ) -> None:
         super().__init__(every_n_epochs, num_reconstructions)
         self.num_samples = num_samples
         self._prior_draws: Tensor | None = None
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
+    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
         if self._prior_draws is None:
             generator = torch.Generator().manual_seed(0)
             self._prior_draws = torch.randn(self.num_samples, vae.latent_dim, generator=generator)
         reconstructions = vae.reconstruct(inputs)
-        samples = vae.likelihood.mean(vae.decode(self._prior_draws.to(inputs.device)))
-        pairs = torch.cat([inputs.float(), reconstructions.float()])
+        samples = vae.likelihood.mean(vae.decode(self._prior_draws.to(inputs.device))).cpu()
+        pairs = torch.cat([inputs.float(), reconstructions.float()]).cpu()
+        per_row = int(self.num_samples**0.5)
         return {
-            "val/reconstructions": grid(pairs, len(inputs), ["input", "reconstruction"]),
-            "val/samples": grid(samples, int(self.num_samples**0.5)),
+            "val/reconstructions": partial(grid, pairs, len(inputs), ["input", "reconstruction"]),
+            "val/samples": partial(grid, samples, per_row),
         }
 
 
@@ -92,7 +130,7 @@ class TraversalLogger(_ValidationImageLogger):
 
     def __init__(
         self,
-        every_n_epochs: int,
+        every_n_epochs: int | None,
         span: float,
         steps: int,
         factors: Callable[[], Sequence[str | None]] = tuple,
@@ -104,10 +142,10 @@ class TraversalLogger(_ValidationImageLogger):
         self.steps = steps
         self.factors = factors
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
+    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
         mu, logvar = vae.encode(inputs)
         kl = kl_standard_normal(mu, logvar).mean(0)
         order = kl.argsort(descending=True)
-        rows = traversal(vae, mu[0], order, self.span, self.steps)
-        labels = traversal_labels(order, kl, self.factors())
-        return {"val/traversal": grid(rows, self.steps, labels)}
+        rows = traversal(vae, mu[0], order, self.span, self.steps).cpu()
+        labels = traversal_labels(order.cpu(), kl.cpu(), self.factors())
+        return {"val/traversal": partial(grid, rows, self.steps, labels)}

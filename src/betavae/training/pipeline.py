@@ -35,7 +35,7 @@ from betavae.training.results import (
     summary,
 )
 from betavae.training.tensorboard import tensorboard_logdir
-from betavae.training.tensorboard_hparams import record_hparams, sweep_of
+from betavae.training.tensorboard_hparams import record_hparams
 from betavae.training.trainer_setup import build_trainer, check_devices
 
 
@@ -95,7 +95,7 @@ def train(plan: Plan) -> dict[str, Any]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint)
     except Diverged as diverged:
-        return _report(trainer, run_dir, root, diverged_metrics(trainer, checkpoints, diverged))
+        return _report(trainer, plan, root, diverged_metrics(trainer, checkpoints, diverged))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     # The best checkpoint's weights; a run that never validated (a fork given too few epochs
     # to reach a validation epoch) has none, and is tested as it ended.
@@ -105,19 +105,18 @@ def train(plan: Plan) -> dict[str, Any]:
     test.update(test_mig(module.vae, datamodule))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     metrics = final_metrics(trainer, checkpoints, test)
-    return _report(trainer, run_dir, root, metrics)
+    return _report(trainer, plan, root, metrics)
 
 
-def _report(
-    trainer: pl.Trainer, run_dir: Path, root: Path, metrics: dict[str, Any]
-) -> dict[str, Any]:
+def _report(trainer: pl.Trainer, plan: Plan, root: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write metrics.json, the run's last file, its HPARAMS session's end, and show the
     summary of a finished run."""
     if trainer.is_global_zero:
-        write_metrics(run_dir, metrics)
-        record_hparams(run_dir)
+        write_metrics(plan.run_dir, metrics)
+        record_hparams(plan.run_dir, plan.sweep_dir)
         if metrics["status"] != DIVERGED:
-            print(summary(run_dir, metrics, tensorboard_logdir(run_dir, root, sweep_of(run_dir))))
+            logdir = tensorboard_logdir(plan.run_dir, root, plan.sweep_dir)
+            print(summary(plan.run_dir, metrics, logdir))
     return metrics
 
 

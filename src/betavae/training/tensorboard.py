@@ -7,10 +7,12 @@ to the same run.
 """
 
 import io
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
@@ -22,6 +24,7 @@ from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.util.tensor_util import make_tensor_proto
 from torch import Tensor
 
+from betavae.evaluation.pictures import to_pixels
 from betavae.training.descriptions import describe
 
 # Lightning adds the epoch to every logged dict; as a chart it only repeats the step axis.
@@ -44,11 +47,22 @@ class RunLogger(TensorBoardLogger):
 
     Its hparams.yaml is left out: the run's config.yaml is the record of its settings, and the
     HPARAMS entry is written by betavae.training.tensorboard_hparams.
+
+    TensorBoard takes a tag's description from its first point, so only the first point of each
+    tag in a process carries it; and the file is flushed at most every `FLUSH_SECONDS` (and when
+    the run ends), not at every point as Lightning asks: each flush cost a millisecond or more.
+    Pictures are drawn and compressed in a thread of their own (`draw_image`), beside training.
     """
+
+    FLUSH_SECONDS = 5.0
 
     def __init__(self, save_dir: str, **kwargs: Any) -> None:
         super().__init__(save_dir, name="", version="", default_hp_metric=False, **kwargs)
         self._layout_written = False
+        self._described: set[str] = set()
+        self._flushed_at = time.monotonic()
+        self._drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pictures")
+        self._drawn: list[Future[float]] = []
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -56,15 +70,19 @@ class RunLogger(TensorBoardLogger):
             self._write(_layout_summary(), step or 0)
             self._layout_written = True
         for tag, value in metrics.items():
-            if tag not in _NOT_LOGGED:
-                self._write(scalar_pb(tag, float(value), description=describe(tag)), step)
+            if tag in _NOT_LOGGED:
+                continue
+            description = None if tag in self._described else describe(tag)
+            self._described.add(tag)
+            self._write(scalar_pb(tag, float(value), description=description), step)
 
     @rank_zero_only
     def log_image(self, tag: str, picture: Tensor, step: int) -> None:
         """`picture`: (3, H, W) in [0, 1], stored as TensorBoard's image summary stores it."""
-        pixels = (picture.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
+        pixels = to_pixels(picture)
         png = io.BytesIO()
-        Image.fromarray(pixels).save(png, format="PNG")
+        # Fast compression: at the default level, compressing took most of a picture's time.
+        Image.fromarray(pixels).save(png, format="PNG", compress_level=1)
         height, width = pixels.shape[:2]
         summary = Summary()
         summary.value.add(
@@ -74,9 +92,32 @@ class RunLogger(TensorBoardLogger):
         )
         self._write(summary, step)
 
+    def draw_image(self, tag: str, draw: Callable[[], Tensor], step: int) -> Future[float]:
+        """Draw a picture (`draw()`: (3, H, W) in [0, 1]) and log it, in the drawing thread;
+        the future's result is the seconds it took. Only rank zero's drawings are logged."""
+
+        def drawn() -> float:
+            started = time.monotonic()
+            self.log_image(tag, draw(), step)
+            return time.monotonic() - started
+
+        future = self._drawing.submit(drawn)
+        self._drawn.append(future)
+        return future
+
     @rank_zero_only
     def save(self) -> None:
-        self.experiment.flush()
+        if time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS:
+            self.experiment.flush()
+            self._flushed_at = time.monotonic()
+
+    def finalize(self, status: str) -> None:
+        for future in self._drawn:  # the last pictures are in before the run ends
+            future.result()
+        self._drawn.clear()
+        if rank_zero_only.rank == 0:
+            self.experiment.flush()
+        super().finalize(status)
 
     def _write(self, summary: Summary, step: int | None) -> None:
         self.experiment._get_file_writer().add_summary(summary, step)

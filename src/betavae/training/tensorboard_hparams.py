@@ -31,7 +31,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from betavae.lifecycle.layout import CONFIG_FILE, HYDRA_CONFIG, HYDRA_SETTINGS, METRICS_FILE
+from betavae.lifecycle.layout import CONFIG_FILE, HYDRA_CONFIG, METRICS_FILE
 from betavae.lifecycle.records import Job, read_job, read_sweep
 from betavae.training.descriptions import describe, hparams_metrics
 
@@ -61,9 +61,8 @@ _TYPES = {
 Value = bool | int | float | str
 
 
-def record_hparams(run_dir: Path) -> None:
-    """Write the HPARAMS entry of a run, or of every job of its sweep."""
-    sweep_dir = sweep_of(run_dir)
+def record_hparams(run_dir: Path, sweep_dir: Path | None) -> None:
+    """Write the HPARAMS entry of a run, or of every job of its sweep (`sweep_dir`)."""
     if sweep_dir is None:
         _write(run_dir, _session(read_job(run_dir)))
         return
@@ -76,15 +75,6 @@ def record_hparams(run_dir: Path) -> None:
             # Another job's directory, removed because its start failed.
             if job.directory.resolve() == run_dir.resolve():
                 raise
-
-
-def sweep_of(run_dir: Path) -> Path | None:
-    """The sweep a run is a job of (Hydra recorded its multirun mode), or None."""
-    record = run_dir / HYDRA_SETTINGS
-    if not record.is_file():
-        return None
-    mode = OmegaConf.load(record).hydra.get("mode")
-    return run_dir.parent if str(mode) == "MULTIRUN" else None
 
 
 def hparam_values(config: dict[str, Any]) -> dict[str, Value]:
