@@ -438,6 +438,7 @@ def drive(args: argparse.Namespace) -> None:
         print(table("\nConv VAE on 64x64 sprites", results["conv_sprites"]))
 
         results["scaling"] = scaling(root / "cache", sizes, args.threads)
+        results["startup_and_exit"] = startup_and_exit(root / "cache", repeats, args.threads)
     print_and_save(results, args.out)
 
 
@@ -487,6 +488,54 @@ def render_sprites_file(data_dir: Path, num_examples: int, image_size: int = 64)
     module = SpritesDataModule(str(data_dir), num_examples=num_examples, image_size=image_size)
     module.prepare_data()
     return module.cache_path
+
+
+def startup_and_exit(data_dir: Path, repeats: int, threads: int) -> dict:
+    """The default run's start-up (from the command to its first training step) against
+    `python -c "import lightning.pytorch"`, the part no run can avoid, side by side; and how
+    long the console script takes to end after its last line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "BETAVAE_DATA_DIR": str(data_dir)}
+    env["PYTHONUNBUFFERED"] = "1"
+    short = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    short += ["trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+    render_sprites_file(data_dir, 20000)  # the default data, drawn once beforehand
+    imports, first_steps, exits = [], [], []
+    with tempfile.TemporaryDirectory() as outputs:
+        for repeat in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import lightning.pytorch"], env=env, check=True)
+            imports.append(time.perf_counter() - started)
+            run = run_worker("betavae", threads, ["--", *short, f"data.data_dir={data_dir}"])
+            first_steps.append(run["startup_s"])
+            exits.append(_exit_after_last_line([*short, f"hydra.run.dir={outputs}/{repeat}"], env))
+    result = {
+        "import_lightning_s": statistics.median(imports),
+        "first_step_s": statistics.median(first_steps),
+        "exit_after_last_line_s": statistics.median(exits),
+    }
+    result["first_step_minus_import_s"] = result["first_step_s"] - result["import_lightning_s"]
+    first, imported = result["first_step_s"], result["import_lightning_s"]
+    print(
+        f"\nStart-up: the default run's first step after {first:.2f} s, import "
+        f"lightning.pytorch {imported:.2f} s (difference {first - imported:.2f} s); exit "
+        f"{result['exit_after_last_line_s']:.2f} s after the last line"
+    )
+    return result
+
+
+def _exit_after_last_line(overrides: list[str], env: dict[str, str]) -> float:
+    """Seconds from the installed `betavae-train`'s last line of output to its exit."""
+    script = Path(sys.executable).parent / "betavae-train"
+    process = subprocess.Popen(
+        [str(script), *overrides], env=env, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    last_line = time.perf_counter()
+    for _ in process.stdout:
+        last_line = time.perf_counter()
+    process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"betavae-train {' '.join(overrides)} failed ({process.returncode})")
+    return time.perf_counter() - last_line
 
 
 def scaling(data_dir: Path, sizes: Sizes, threads: int) -> dict:

@@ -129,7 +129,9 @@ def _last_checkpoint(run: Path) -> dict:
 def test_a_killed_factor_vae_run_resumes_its_discriminator_and_adam_exactly(tmp_path, data_dir):
     """FactorVAE carries a second network and its Adam moments: a run killed mid-epoch and
     resumed ends with the very weights and optimizer state of a run never stopped."""
-    one_epoch = [*TINY_RUN, "data.batch_size=8", "trainer.max_epochs=1", EVERY_5_STEPS]
+    # Checkpoints every 20 steps: each holds the 5-million-weight discriminator and its moments.
+    every_20 = "callbacks.checkpoint.every_n_train_steps=20"
+    one_epoch = [*TINY_RUN, "data.batch_size=8", "trainer.max_epochs=1", every_20]
     args = [*one_epoch, "model.objective=factor_vae", "hydra.run.dir=run"]
     (tmp_path / "straight").mkdir()
     (tmp_path / "killed").mkdir()
@@ -145,7 +147,7 @@ def test_a_killed_factor_vae_run_resumes_its_discriminator_and_adam_exactly(tmp_
     resumed = run_cli([f"resume={run}"], tmp_path / "killed", data_dir)
 
     assert resumed.returncode == 0, resumed.stderr
-    assert killed_at % 5 == 0 and killed_at < 60  # inside the epoch of 60 steps
+    assert killed_at % 20 == 0 and killed_at < 60  # inside the epoch of 60 steps
     expected = _last_checkpoint(tmp_path / "straight/run")
     got = _last_checkpoint(run)
     assert got["global_step"] == expected["global_step"] == 60
