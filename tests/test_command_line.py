@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, paste, run_cli
+from helpers import TINY_RUN, paste, run_cli, run_process
 
 pytestmark = pytest.mark.slow
 
@@ -219,3 +219,21 @@ def test_a_default_run_prints_no_line_twice_and_no_lightning_noise(tmp_path, dat
     assert lines[2].startswith("Epoch 2/2: train/loss ")
     assert lines[3] == "Trained 2 epochs, 16 steps (nats/example):"
     assert not [line for line in lines if "INFO" in line or "FLOPs" in line]
+
+
+def test_the_installed_scripts_end_with_their_apps_exit_status_and_all_their_output(
+    tmp_path, data_dir
+):
+    """The console scripts end their process at once once the app is done: the status and
+    every line still come out."""
+    mistake = run_process(["model.latent_dim=-3"], tmp_path, data_dir)
+    help_text = run_process(["--help"], tmp_path, data_dir, script="betavae-report")
+
+    assert mistake.returncode == 2
+    assert mistake.stderr.strip() == (
+        "betavae-train: error: model.latent_dim=-3 is not allowed: an integer >= 1"
+    )
+    assert help_text.returncode == 0
+    assert help_text.stdout.rstrip().endswith(
+        "Example: betavae-report multirun/2026-11-21/12-31-02"
+    )

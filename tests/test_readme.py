@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, paste, run_cli
+from helpers import TINY_RUN, paste, run_cli, run_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,7 +29,10 @@ def test_readme_main_command_trains_on_the_default_data(tmp_path, data_dir):
 
     assert setup[0].startswith("python3 -m venv")
     assert Path(program).name == "betavae-train"
-    result = run_cli([*args, "trainer.max_epochs=1"], cwd=tmp_path, data_dir=data_dir)
+    # The installed script, as a newcomer runs it: its exit status and all of its output
+    # (it ends its process at once once the run is written), on a few batches of each split.
+    limits = [f"trainer.limit_{split}_batches=5" for split in ("train", "val", "test")]
+    result = run_process([*args, "trainer.max_epochs=1", *limits], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     (metrics_file,) = (tmp_path / "outputs").glob("*/*/metrics.json")
@@ -37,6 +40,7 @@ def test_readme_main_command_trains_on_the_default_data(tmp_path, data_dir):
     assert metrics["epochs"] == 1
     assert math.isfinite(metrics["test/elbo"])
     assert "Run directory:" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("Train it longer: betavae-train ")
 
 
 def test_readme_test_command_runs_pytest_in_a_fresh_venv():
