@@ -104,6 +104,5 @@ def _requeued_by_slurm(job_id: str) -> bool:
         shown = _scontrol("--oneliner", "show", "job", job_id)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    restarts = re.search(r"\bRestarts=(\d+)", shown.stdout)
-    started_as = restarts()
-    return restarts is not None and int(restarts.group(1)) > started_as
+    counted = re.search(r"\bRestarts=(\d+)", shown.stdout)
+    return counted is not None and int(counted.group(1)) > restarts()

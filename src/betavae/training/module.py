@@ -292,7 +292,9 @@ class VAEModule(pl.LightningModule):
         named = {
             f"{stage}/{name}": mean for name, mean in zip(self._epoch_names, means, strict=True)
         }
-        self.log_dict(named, logger=stage != "test")
+        # The means are the same on every rank already; without sync_dist Lightning warns on
+        # every rank that epoch-level values should be synced.
+        self.log_dict(named, logger=stage != "test", sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
