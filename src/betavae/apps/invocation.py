@@ -141,7 +141,7 @@ def _plan_sweep(
             f"{again}, or give the new sweep a directory of its own"
         )
     if command_line_value(argv, "hparams_search") is None:
-        _plan_jobs(sweep_dir, task, hydra, resume)
+        _plan_jobs(sweep_dir, [*_configured_sweep(composed), *task], hydra, resume)
     if given_dir is None:
         sweep_dir = claim_new_directory(sweep_dir)
         hydra = [*hydra, f"hydra.sweep.dir={hydra_quoted(sweep_dir)}"]
@@ -166,6 +166,13 @@ def _split(task: list[str]) -> list[list[str]]:
     """Each job's overrides, in job-number order, as Hydra's basic sweeper makes them."""
     parsed = OverridesParser.create().parse_overrides(task)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _configured_sweep(composed: DictConfig) -> list[str]:
+    """The sweep a config asks for (`hydra.sweeper.params`, e.g. an experiment's): Hydra's
+    basic sweeper puts these before the command line's, so the jobs are numbered from both."""
+    params = composed.hydra.sweeper.get("params") or {}
+    return [f"{key}={value}" for key, value in params.items()]
 
 
 def _first_job(task: list[str]) -> list[str]:
