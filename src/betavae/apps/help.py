@@ -86,7 +86,15 @@ TRAIN = AppHelp(
         "and its two terms (nats per example). With -m, a sweep: one job per combination of the "
         "comma-separated values given (model.beta=1,4)."
     ),
-    groups=["data", "model", "trainer", "experiment", "hparams_search", "hydra/launcher"],
+    groups=[
+        "data",
+        "model",
+        "objective",
+        "trainer",
+        "experiment",
+        "hparams_search",
+        "hydra/launcher",
+    ],
     keys=[
         ("model.latent_dim", "size of the latent space"),
         ("model.beta", "weight of the KL term (1: the plain VAE)"),
