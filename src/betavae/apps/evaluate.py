@@ -109,7 +109,9 @@ def table(metrics: dict[str, Any]) -> str:
         row = format_mig(
             metrics.get("mig"), metrics.get("mig_per_factor", {}), metrics.get(MIG_LEFT_OUT)
         )
-        lines.append(f"  {'MIG (test split)':34}{row}")
+        split = metrics["split"]
+        label = "MIG (all examples)" if split == "all" else f"MIG ({split} split)"
+        lines.append(f"  {label:34}{row}")
     scores = metrics.get("disentanglement")
     if scores:
         drawn = _drawn(metrics["disentanglement_samples"]["samples"])
