@@ -37,6 +37,8 @@ BAD_INPUTS = [
     ("train", ["model.lr=abc"], "model.lr", True),
     ("train", ["data.image_size=4"], "data.image_size=4", True),
     ("train", ["optimized_metric=val/foo"], "optimized_metric", True),
+    ("train", ["evaluation.test_metrics=[mig,dci]"], "dci: no such metric; a list of any", True),
+    ("train", ["evaluation.samples=all"], "evaluation.samples='all'", True),
     ("train", ["callbacks.checkpoint.every_n_minutes=0"], "every_n_minutes", True),
     ("train", ["ckpt_path=/no/such.ckpt"], "ckpt_path=/no/such.ckpt", True),
     ("train", ["resume=/no/such/run"], "resume=/no/such/run", True),
@@ -59,6 +61,7 @@ BAD_INPUTS = [
     ("eval", ["run=/no/such/run"], "run=/no/such/run", True),
     ("eval", [f"run={RUN}", "k=0"], "k=0", True),
     ("eval", [f"run={RUN}", "split=training"], "split='training'", True),
+    ("eval", [f"run={RUN}", "metrics=[sap,migg]"], "metrics=['sap', 'migg']", True),
     ("sample", [f"run={RUN}", "n=0"], "n=0", True),
     (
         "sample",
@@ -175,8 +178,15 @@ def test_help_explains_the_command_and_names_its_keys(command, tmp_path, data_di
     assert result.returncode == 0
     shown = result.stdout
     keys = {
-        "train": ["model.latent_dim", "model.beta", "trainer.max_epochs", "resume", "ckpt_path"],
-        "eval": ["run", "split", "k", "seed", "overwrite"],
+        "train": [
+            "model.latent_dim",
+            "model.beta",
+            "trainer.max_epochs",
+            "evaluation.test_metrics",
+            "resume",
+            "ckpt_path",
+        ],
+        "eval": ["run", "split", "k", "metrics", "samples", "seed", "overwrite"],
         "sample": ["run", "n", "traverse", "span", "steps", "interpolate", "pairs", "overwrite"],
         "encode": ["run", "split", "data", "overwrite"],
         "score": ["run", "score", "split", "quantile", "k", "neighbours", "anomalous_classes"],

@@ -42,6 +42,26 @@ def test_every_experiment_composes_and_validates(compose_train, experiment):
     assert cfg.model.network in ("mlp", "conv")
 
 
+def test_the_study_preset_sweeps_four_objectives_at_three_weights_and_three_seeds(compose_train):
+    cfg = compose_train(["experiment=sprites_study"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    weights: dict[str, list[float]] = {}
+    for option in params.objective.split(","):
+        model = compose_train(["experiment=sprites_study", f"objective={option}"]).model
+        weight = {"factor_vae": "factor_vae_gamma", "dip_vae_i": "dip_lambda_od"}
+        weights.setdefault(model.objective, []).append(model[weight.get(model.objective, "beta")])
+
+    assert params.seed == "0,1,2"
+    assert weights == {
+        "beta": [1, 4, 8],
+        "beta_tc": [4, 8, 16],
+        "factor_vae": [10, 40, 100],
+        "dip_vae_i": [1, 10, 50],
+    }
+    assert (cfg.data.image_size, cfg.model.network, cfg.trainer.max_epochs) == (32, "conv", 10)
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+
+
 @pytest.mark.parametrize("trainer", _options("trainer"))
 def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
     compose_train, tmp_path, trainer

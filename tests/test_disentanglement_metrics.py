@@ -17,6 +17,7 @@ from betavae.data.sprites import FACTOR_VALUES, SpritesGroundTruth, render_facto
 from betavae.errors import UserError
 from betavae.evaluation.dci import dci, dci_completeness, dci_disentanglement
 from betavae.evaluation.disentanglement import mutual_information_gap
+from betavae.evaluation.disentanglement_names import SAMPLES, SampleCounts
 from betavae.evaluation.disentanglement_scores import (
     DISENTANGLEMENT_SCORES,
     disentanglement_scores,
@@ -267,6 +268,32 @@ def test_all_scores_by_name_each_from_its_own_seed() -> None:
     }
     with pytest.raises(UserError, match=r"^migg: no such disentanglement score; choose from beta"):
         disentanglement_scores(data, identity, names=["migg"])
+
+
+@pytest.mark.parametrize(
+    ("names", "observations"),
+    [
+        # One draw of random examples, for fitting and for scoring, shared by these metrics.
+        (["mig", "sap", "modularity", "explicitness_test"], 300 + 200),
+        # Pairs of batches of 64 per point, for fitting and for scoring.
+        (["beta_vae_score"], (300 + 200) * 64 * 2),
+        # Each dimension's variance, then a batch of 64 per point.
+        (["factor_vae_score"], 300 + (300 + 200) * 64),
+    ],
+)
+def test_the_metrics_draw_the_counts_they_are_given(names, observations) -> None:
+    data = ObservedFactors(SIZES)
+    seen = []
+
+    def counting(x: Tensor) -> Tensor:
+        seen.append(len(x))
+        return x
+
+    disentanglement_scores(data, counting, names, samples=SampleCounts(num_train=300, num_test=200))
+
+    assert sum(seen) == observations
+    # disentanglement_lib's gin defaults, one option away from the quick default.
+    assert SAMPLES["paper"] == SampleCounts(num_train=10_000, num_test=5_000)
 
 
 def test_a_vae_s_representation_is_its_encoder_mean() -> None:

@@ -159,3 +159,26 @@ def test_a_job_trained_longer_on_its_own_counts_as_ended_when_its_sweep_is_finis
     for job in (FIRST, INTERRUPTED, NEVER_STARTED):
         assert _metrics(sweep / job)["epochs"] == EPOCHS + 1
         assert (sweep / job / f"metrics-epoch{EPOCHS}.json").is_file()
+
+
+def test_a_preset_sweep_is_continued_by_its_own_command_with_resume_auto(tmp_path, data_dir):
+    """The sweep an experiment's config asks for (its hydra.sweeper.params) numbers the jobs
+    as the command line's does: its rerun with resume=auto plans each job as that job."""
+    preset = [
+        "-m",
+        "experiment=sprites_study",
+        "hydra.sweeper.params.seed=0",
+        "hydra.sweeper.params.objective='beta-1,beta_tc-4'",
+        "hydra/launcher=basic",
+        *TINY_RUN,
+        "model.network=mlp",
+        "trainer.max_epochs=1",
+        "hydra.sweep.dir=sweep",
+    ]
+    assert run_cli(preset, tmp_path, data_dir).returncode == 0
+
+    result = run_cli([*preset, "resume=auto"], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    for job in ("0_objective=beta-1,seed=0", "1_objective=beta_tc-4,seed=0"):
+        assert f"Skipping sweep/{job}: finished already" in result.stdout

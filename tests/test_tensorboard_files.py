@@ -1,12 +1,13 @@
 """What betavae writes for TensorBoard, without training: the log interval, labelled pictures,
 and the HPARAMS experiment of a sweep built from its jobs' files."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import tensorboard_run
+from helpers import scalars, tensorboard_run
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from betavae.evaluation.pictures import grid, traversal_labels
@@ -99,3 +100,32 @@ def test_a_setting_with_many_numeric_values_gets_an_interval(tmp_path):
 
     lr = _experiment(jobs[5])["model.lr"]
     assert (lr.domain_interval.min_value, lr.domain_interval.max_value) == (1e-11, 1.0)
+
+
+def test_a_sweep_on_data_with_factors_lists_its_test_metrics_in_hparams(tmp_path):
+    data = {"_target_": "betavae.data.SpritesDataModule"}
+    jobs = []
+    for number, tests in enumerate((["mig", "sap"], ["mig"])):
+        config = {
+            "data": data,
+            "model": {"beta": 1.0 + number},
+            "evaluation": {"test_metrics": tests},
+        }
+        job = _job(tmp_path, str(number), config)
+        measured = {f"test/{name}": 0.25 + number for name in tests}
+        (job / "metrics.json").write_text(json.dumps({**measured, "global_step": 40}))
+        jobs.append(job)
+
+    record_hparams(jobs[0], tmp_path)
+
+    content = tensorboard_run(jobs[1]).SummaryMetadata("_hparams_/experiment").plugin_data.content
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    metrics = {info.name.tag: info.description for info in experiment.metric_infos}
+    assert list(metrics)[:4] == ["val/elbo", "val/mig", "test/mig", "test/sap"]
+    assert metrics["test/sap"].startswith("0-1: mean over factors of the gap in accuracy")
+    # Which metrics a run measures is not a hyper-parameter of it.
+    assert not [name for name in _experiment(jobs[0]) if name.startswith("evaluation.")]
+    # HPARAMS shows a run's metric as the last value of the scalar of its tag in the run.
+    events = tensorboard_run(jobs[0])
+    assert scalars(events, "test/sap") == [(40, 0.25)]
+    assert "test/sap" not in tensorboard_run(jobs[1]).Tags()["tensors"]

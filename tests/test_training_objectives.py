@@ -27,10 +27,25 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
+# Beside the test split's MIG, two metrics on examples drawn from the factors (seconds each).
+TEST_METRICS = ("sap", "modularity")
+
+
 @pytest.fixture(scope="module")
-def beta_tc_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+def beta_tc_training(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, str]:
+    """A β-TC run measuring three test metrics: its directory and what it printed."""
     cwd = tmp_path_factory.mktemp("beta_tc")
-    return _train(cwd, data_dir, "model.objective=beta_tc", "model.beta=6", "trainer.max_epochs=2")
+    objective = ["model.objective=beta_tc", "model.beta=6", "trainer.max_epochs=2"]
+    metrics = f"evaluation.test_metrics=[mig,{','.join(TEST_METRICS)}]"
+    result = run_cli([*TINY_RUN, *objective, metrics], cwd=cwd, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (p for p in (cwd / "outputs").glob("*/*") if p.is_dir())
+    return run_dir, result.stdout
+
+
+@pytest.fixture(scope="module")
+def beta_tc_run(beta_tc_training: tuple[Path, str]) -> Path:
+    return beta_tc_training[0]
 
 
 def test_beta_tc_logs_its_three_kl_terms_at_the_logging_steps(beta_tc_run):
@@ -66,24 +81,50 @@ def test_capacity_follows_its_schedule_across_a_resume(tmp_path, data_dir):
     assert "train/beta" not in _scalars(run_dir)
 
 
-def test_training_ends_with_the_best_checkpoints_test_mig_and_logs_val_mig_every_epoch(
-    beta_tc_run, data_dir
+def test_training_ends_with_the_best_checkpoints_test_metrics_and_logs_val_mig_every_epoch(
+    beta_tc_training, data_dir
 ):
-    metrics = json.loads((beta_tc_run / "metrics.json").read_text())
+    run_dir, printed = beta_tc_training
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     result = run_cli(
-        [f"run={beta_tc_run}", "k=1"], cwd=beta_tc_run, data_dir=data_dir, script="betavae-eval"
+        [f"run={run_dir}", "k=1", f"metrics=[{','.join(TEST_METRICS)}]"],
+        cwd=run_dir,
+        data_dir=data_dir,
+        script="betavae-eval",
     )
 
     assert result.returncode == 0, result.stderr
-    evaluated = json.loads((beta_tc_run / "eval/metrics-test-k=1.json").read_text())
+    evaluated = json.loads(
+        (run_dir / "eval/metrics-test-k=1-metrics=sap,modularity.json").read_text()
+    )
+    # The test split's MIG and each factor's gap, as betavae-eval measures them.
     assert metrics["test/mig"] == pytest.approx(evaluated["mig"])
     for factor, gap in evaluated["mig_per_factor"].items():
         assert metrics[f"test/mig_gap/{factor}"] == pytest.approx(gap)
-    # In TensorBoard, a curve of the validation split's MIG, at the validation steps.
-    logged = _scalars(beta_tc_run)
+    # The others from examples drawn afresh, the very draws of betavae-eval (seed 0, quick).
+    assert evaluated["disentanglement_samples"] == {
+        "samples": "quick",
+        "num_train": 2000,
+        "num_test": 1000,
+    }
+    for name in TEST_METRICS:
+        assert metrics[f"test/{name}"] == evaluated["disentanglement"][name]
+        assert f"  test {name:15}{metrics[f'test/{name}']:>8.3f}" in printed.splitlines()
+        assert f"  {name:30}{metrics[f'test/{name}']:>14.3f}" in result.stdout.splitlines()
+    assert "drawn afresh from the factors, 2,000 / 1,000 examples (samples=quick):" in result.stdout
+    # In TensorBoard, a curve of the validation split's MIG, at the validation steps, and each
+    # test metric once, at the last step: a metric of the run's HPARAMS entry.
+    logged = _scalars(run_dir)
     assert [step for step, _ in logged["val/mig"]] == [step for step, _ in logged["val/elbo"]]
     assert all(0 <= value <= 1 for _, value in logged["val/mig"])
-    assert not [tag for tag in logged if tag.startswith("test/")]
+    tests = {tag: points for tag, points in logged.items() if tag.startswith("test/")}
+    assert tests == {
+        f"test/{name}": [(metrics["global_step"], pytest.approx(metrics[f"test/{name}"]))]
+        for name in ("mig", *TEST_METRICS)
+    }
+    description = tensorboard_run(run_dir).SummaryMetadata("test/sap").summary_description
+    assert description.startswith("0-1: mean over factors of the gap in accuracy")
+    assert "The best checkpoint, once, at the end of training" in description
 
 
 def test_a_test_split_too_small_for_mig_says_so_instead_of_a_number(tmp_path, data_dir):
@@ -97,7 +138,7 @@ def test_a_test_split_too_small_for_mig_says_so_instead_of_a_number(tmp_path, da
     assert "test/mig" not in metrics
     assert metrics["mig_left_out"] == "1 example; MIG needs at least 40"
     assert "  test MIG                 n/a   (1 example; MIG needs at least 40)" in result.stdout
-    assert "val/mig" not in _scalars(metrics_file.parent)
+    assert not {"val/mig", "test/mig"} & set(_scalars(metrics_file.parent))
 
 
 @pytest.fixture(scope="module")

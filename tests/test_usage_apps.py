@@ -100,9 +100,10 @@ def test_training_logs_a_traversal_every_n_epochs(run_dir):
 
 
 def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir):
-    result = _use("eval", [f"run={run_dir}", "k=50"], tmp_path, data_dir)
+    result = _use("eval", [f"run={run_dir}", "k=50", "metrics=[mig]"], tmp_path, data_dir)
 
-    metrics = json.loads((run_dir / "eval/metrics-test-k=50.json").read_text())
+    path = run_dir / "eval/metrics-test-k=50-metrics=mig.json"
+    metrics = json.loads(path.read_text())
     pixels = IMAGE_SIZE * IMAGE_SIZE
     assert metrics["examples"] == _test_shapes(run_dir).ne(0).sum()  # the squares are held out
     assert metrics["elbo"] == pytest.approx(metrics["recon"] + metrics["kl"], rel=1e-5)
@@ -114,8 +115,13 @@ def test_eval_writes_the_metrics_and_prints_a_table(run_dir, tmp_path, data_dir)
     assert metrics["linear_probe_accuracy"] > metrics["majority_class_accuracy"]
     assert 0 <= metrics["mig"] <= 1
     assert set(metrics["mig_per_factor"]) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
+    # The same estimator on 2,000 examples drawn afresh from the factors, squares included.
+    assert list(metrics["disentanglement"]) == ["mig"]
+    assert 0 <= metrics["disentanglement"]["mig"] <= 1
     assert "-log p(x) (IWAE, k=50)" in result.stdout
-    assert f"Metrics: {run_dir / 'eval/metrics-test-k=50.json'}" in result.stdout
+    assert f"  {'MIG (test split)':34}{metrics['mig']:>10.3f}   (shape " in result.stdout
+    assert f"  {'mig':30}{metrics['disentanglement']['mig']:>14.3f}" in result.stdout
+    assert f"Metrics: {path}" in result.stdout
 
 
 def test_sample_writes_prior_traversal_and_interpolation_grids(run_dir, tmp_path, data_dir):
@@ -218,7 +224,15 @@ def test_score_a_folder_of_the_users_own_images_scores_every_image(run_dir, tmp_
 @pytest.mark.parametrize(
     ("command", "first", "second", "written"),
     [
-        ("eval", ["k=2"], ["k=3"], ["eval/metrics-test-k=2.json", "eval/metrics-test-k=3.json"]),
+        (
+            "eval",
+            ["k=2", "metrics=[mig]"],
+            ["k=2", "metrics=[mig]", "samples=paper"],
+            [
+                "eval/metrics-test-k=2-metrics=mig.json",
+                "eval/metrics-test-k=2-metrics=mig-samples=paper.json",
+            ],
+        ),
         ("sample", ["n=4"], ["n=9"], ["samples/prior-n=4.png", "samples/prior-n=9.png"]),
         ("encode", ["split=val"], ["split=train"], ["latents/val.npz", "latents/train.npz"]),
         ("score", ["score=recon"], ["score=knn"], ["scores/test-recon.csv", "scores/test-knn.csv"]),
@@ -298,11 +312,12 @@ def test_overwrite_true_replaces_that_result_only(run_dir, tmp_path, data_dir):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     for options in (["k=2"], ["k=3"]):
-        _use("eval", [f"run={run}", *options], cwd, data_dir)
-    first, other = run / "eval/metrics-test-k=2.json", run / "eval/metrics-test-k=3.json"
+        _use("eval", [f"run={run}", *options, "metrics=[mig]"], cwd, data_dir)
+    first = run / "eval/metrics-test-k=2-metrics=mig.json"
+    other = run / "eval/metrics-test-k=3-metrics=mig.json"
     before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (first, other)}
 
-    _use("eval", [f"run={run}", "k=2", "overwrite=true"], cwd, data_dir)
+    _use("eval", [f"run={run}", "k=2", "metrics=[mig]", "overwrite=true"], cwd, data_dir)
 
     assert first.stat().st_mtime_ns != before[first][1]
     assert json.loads(first.read_bytes())["k"] == 2

@@ -11,8 +11,11 @@ from betavae.apps.model_apps import (
     open_run,
 )
 from betavae.apps.result_files import Results
-from betavae.data.base import class_labels
+from betavae.data.base import BaseDataModule, class_labels
 from betavae.evaluation.collect import run_split
+from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
+from betavae.evaluation.disentanglement_scores import disentanglement_scores
+from betavae.evaluation.ground_truth import encoder_mean
 from betavae.evaluation.metrics import (
     format_mig,
     latent_metrics,
@@ -22,6 +25,7 @@ from betavae.evaluation.metrics import (
 )
 from betavae.evaluation.mig_keys import MIG_LEFT_OUT
 from betavae.user_paths import shown_path
+from betavae.vae import VAE
 
 
 def evaluate(cfg: DictConfig, files: Results) -> Path:
@@ -49,10 +53,31 @@ def evaluate(cfg: DictConfig, files: Results) -> Path:
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))
+        metrics.update(_disentanglement(cfg, run.vae, datamodule))
     path = files.write_json("metrics", metrics)
     print(table(metrics))
     print(f"Metrics: {shown_path(path)}")
     return path
+
+
+def _disentanglement(cfg: DictConfig, vae: VAE, datamodule: BaseDataModule) -> dict[str, Any]:
+    """The disentanglement metrics asked for, on examples drawn afresh from the data's factors,
+    and how many were drawn."""
+    names = list(DISENTANGLEMENT_SCORES) if cfg.metrics is None else list(cfg.metrics)
+    samples = SAMPLES[cfg.samples]
+    if names:
+        metrics = f"{len(names)} disentanglement metric{'s' * (len(names) != 1)}"
+        print(f"Drawing {_drawn(cfg.samples)} for {metrics} ...")
+    scores = disentanglement_scores(
+        datamodule.ground_truth(), encoder_mean(vae), names, seed=cfg.seed, samples=samples
+    )
+    drawn = {"samples": cfg.samples, "num_train": samples.num_train, "num_test": samples.num_test}
+    return {"disentanglement": scores, "disentanglement_samples": drawn}
+
+
+def _drawn(samples: str) -> str:
+    """`2,000 / 1,000 examples (samples=quick)`: what the disentanglement metrics drew."""
+    return f"{SAMPLES[samples]} examples (samples={samples})"
 
 
 def table(metrics: dict[str, Any]) -> str:
@@ -84,5 +109,12 @@ def table(metrics: dict[str, Any]) -> str:
         row = format_mig(
             metrics.get("mig"), metrics.get("mig_per_factor", {}), metrics.get(MIG_LEFT_OUT)
         )
-        lines.append(f"  {'MIG':26}{row}")
+        split = metrics["split"]
+        label = "MIG (all examples)" if split == "all" else f"MIG ({split} split)"
+        lines.append(f"  {label:34}{row}")
+    scores = metrics.get("disentanglement")
+    if scores:
+        drawn = _drawn(metrics["disentanglement_samples"]["samples"])
+        lines.append(f"  drawn afresh from the factors, {drawn}:")
+        lines += [f"  {name:30}{value:>14.3f}" for name, value in scores.items()]
     return "\n".join(lines)

@@ -16,10 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from betavae.config.model_apps import SCORES, SPLITS
 from betavae.config.paths import config_dir
 from betavae.config.schema import ACCELERATORS, PRECISIONS
+from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
 
 WIDTH = 100
 PRECISION_CHOICES = " | ".join(PRECISIONS)
 SPLIT_CHOICES = " | ".join(SPLITS)
+SAMPLE_CHOICES = " | ".join(f"{name} ({counts})" for name, counts in SAMPLES.items())
 
 
 @dataclass
@@ -84,7 +86,15 @@ TRAIN = AppHelp(
         "and its two terms (nats per example). With -m, a sweep: one job per combination of the "
         "comma-separated values given (model.beta=1,4)."
     ),
-    groups=["data", "model", "trainer", "experiment", "hparams_search", "hydra/launcher"],
+    groups=[
+        "data",
+        "model",
+        "objective",
+        "trainer",
+        "experiment",
+        "hparams_search",
+        "hydra/launcher",
+    ],
     keys=[
         ("model.latent_dim", "size of the latent space"),
         ("model.beta", "weight of the KL term (1: the plain VAE)"),
@@ -101,6 +111,8 @@ TRAIN = AppHelp(
         ("trainer.devices", "auto | a count | GPU indices [0,1]"),
         ("callbacks.checkpoint.every_n_train_steps", "also save last.ckpt every N steps"),
         ("callbacks.checkpoint.every_n_minutes", "also save last.ckpt every N minutes"),
+        ("evaluation.test_metrics", "disentanglement metrics at the end, e.g. [mig,sap]"),
+        ("evaluation.samples", f"examples they draw: {SAMPLE_CHOICES}"),
         ("seed", "seed of weights, noise and data order"),
         ("resume", "a run directory to continue, or auto (a sweep, with -m)"),
         ("ckpt_path", "a checkpoint to start a new run from"),
@@ -129,12 +141,23 @@ EVAL = AppHelp(
     about=(
         "Measure a trained model on one split: the negative ELBO and its terms in nats and bits "
         "per dimension, -log p(x) from the importance-weighted bound, KL per latent dimension "
-        "and active units, label probes, and on sprites the Mutual Information Gap."
+        "and active units, label probes, and on data with generative factors (sprites, dsprites, "
+        "shapes3d, mpi3d) the Mutual Information Gap of the split and the disentanglement "
+        f"metrics as disentanglement_lib defines them ({', '.join(DISENTANGLEMENT_SCORES)}), on "
+        "examples drawn afresh from the factors."
     ),
-    keys=[_RUN, _SPLIT, ("k", "importance samples per example for -log p(x)"), _SEED, _OVERWRITE],
+    keys=[
+        _RUN,
+        _SPLIT,
+        ("k", "importance samples per example for -log p(x)"),
+        ("metrics", "disentanglement metrics, e.g. [mig,sap]; null: all nine"),
+        ("samples", f"examples they draw: {SAMPLE_CHOICES}"),
+        _SEED,
+        _OVERWRITE,
+    ],
     examples=[
         "betavae-eval run=outputs/2026-11-21/15-28-47",
-        "betavae-eval run=outputs/2026-11-21/15-28-47/checkpoints/last.ckpt split=val k=10",
+        "betavae-eval run=outputs/2026-11-21/15-28-47 'metrics=[mig,sap]' samples=paper",
     ],
     outputs="<run>/eval/metrics.json (other options: metrics-<split>-<option>=<value>.json).",
 )

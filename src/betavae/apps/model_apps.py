@@ -90,9 +90,10 @@ def results_folder(run_dir: Path, checkpoint: Path, name: str) -> Path:
 
 
 def eval_names(cfg: DictConfig) -> dict[str, ResultFile]:
-    options = ("split", "k", "seed")
+    named = ["k", "seed", "metrics", "samples"]
+    options = ("split", *named)
     # The run's own test split with the default options is the usual case: the plain name.
-    stem = f"{results_stem(cfg)}{variant(cfg, ['k', 'seed'])}"
+    stem = f"{results_stem(cfg)}{variant(cfg, named)}"
     name = "metrics.json" if stem == "test" else f"metrics-{stem}.json"
     return {"metrics": ResultFile(name, options)}
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 
-from betavae.config.schema import PathsConfig, _Checked
+from betavae.config.schema import PathsConfig, _Checked, check_disentanglement_metrics
 
 # `all` is every example of the data set; the others are a training run's splits.
 SPLITS = ("train", "val", "test", "all")
@@ -38,10 +38,14 @@ class UsageConfig(_Checked):
 class EvalConfig(UsageConfig):
     split: str | None = None
     k: int = 100
+    metrics: list[str] | None = None
+    """The disentanglement metrics, on data with generative factors; None: all of them."""
+    samples: str = "quick"
 
     def __post_init__(self) -> None:
         self._require_split(self.split)
         self._require(self.k >= 1, "k", "an integer >= 1 (importance samples per example)")
+        check_disentanglement_metrics(self, "metrics", "samples")
 
 
 @dataclass

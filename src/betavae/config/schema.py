@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from betavae.errors import UserError
+from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -361,6 +362,30 @@ class CallbacksConfig:
     traversals: TraversalsConfig = field(default_factory=TraversalsConfig)
 
 
+def check_disentanglement_metrics(config: _Checked, metrics_key: str, samples_key: str) -> None:
+    """Names of disentanglement metrics (`metrics_key`, a list) and how many examples they draw
+    (`samples_key`): what both `betavae-train` and `betavae-eval` are given."""
+    names = getattr(config, metrics_key) or []
+    unknown = [name for name in names if name not in DISENTANGLEMENT_SCORES]
+    allowed = f"a list of any of {', '.join(DISENTANGLEMENT_SCORES)}, e.g. [mig,sap]"
+    config._require(not unknown, metrics_key, f"{', '.join(unknown)}: no such metric; {allowed}")
+    samples = " or ".join(f"{name} ({counts} examples)" for name, counts in SAMPLES.items())
+    config._require(getattr(config, samples_key) in SAMPLES, samples_key, samples)
+
+
+@dataclass
+class EvaluationConfig(_Checked):
+    """What a run measures of its best checkpoint at the end besides the ELBO: disentanglement
+    metrics, on data with generative factors, as `test/<name>` in metrics.json."""
+
+    section: ClassVar[str] = "evaluation"
+    test_metrics: list[str] = field(default_factory=lambda: ["mig"])
+    samples: str = "quick"
+
+    def __post_init__(self) -> None:
+        check_disentanglement_metrics(self, "test_metrics", "samples")
+
+
 @dataclass
 class PathsConfig:
     output_dir: str = "outputs"
@@ -379,6 +404,7 @@ class TrainConfig(_Checked):
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: Any = MISSING
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     resume: str | None = None

@@ -242,6 +242,11 @@ class FactorGridDataModule(BaseDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() must run first")
         return self._images
 
+    def ground_truth(self) -> "FactorGridDataModule":
+        """The whole grid, for the metrics that choose factor values: the file holds every
+        combination, so the data module itself renders any (`observations`)."""
+        return self
+
     @property
     def factor_sizes(self) -> tuple[int, ...]:
         """How many values each factor takes in the file (all of them, whatever the subset)."""

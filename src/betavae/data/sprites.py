@@ -208,6 +208,10 @@ class SpritesDataModule(HeldOutTestDataModule):
         dataset = SpritesDataset(cached["images"], cached["factors"])
         self._use_whole(dataset)
 
+    def ground_truth(self) -> "SpritesGroundTruth":
+        """The process that draws these sprites, for the metrics that choose factor values."""
+        return SpritesGroundTruth(self.image_size)
+
 
 class SpritesGroundTruth:
     """The sprites as the process that makes them, for the disentanglement metrics that hold one

@@ -4,9 +4,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from betavae.evaluation.mig_keys import MIG
+from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, test_key
 from betavae.lifecycle.records import Job
-from betavae.sweeps.jobs import active_units, has_mig, swept_keys
+from betavae.sweeps.jobs import active_units, swept_keys
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -16,16 +16,26 @@ METRIC_COLUMNS = {
     for stage in ("val", "test")
     for name in ("elbo", "recon", "kl")
 }
-# On data with known factors: the best checkpoint's MIG on the test split.
-MIG_COLUMN = "test_mig"
+# On data with known factors: the best checkpoint's disentanglement metrics that the jobs
+# measured (evaluation.test_metrics; by default the MIG of the test split alone).
+DISENTANGLEMENT_COLUMNS = {f"test_{name}": test_key(name) for name in DISENTANGLEMENT_SCORES}
 NOT_KNOWN = "n/a"
+
+
+def measured_columns(jobs: list[Job]) -> dict[str, str]:
+    """The disentanglement columns of the metrics that some job measured, by metrics.json key."""
+    return {
+        column: key
+        for column, key in DISENTANGLEMENT_COLUMNS.items()
+        if any(key in (job.metrics or {}) for job in jobs)
+    }
 
 
 def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The header and one row per job: swept values, metrics, active units, checkpoint, status."""
     swept = swept_keys(jobs)
-    mig = [MIG_COLUMN] if has_mig(jobs) else []
-    header = ["job", *swept, *METRIC_COLUMNS, *mig, "active_units", "best_checkpoint", "status"]
+    scores = measured_columns(jobs)
+    header = ["job", *swept, *METRIC_COLUMNS, *scores, "active_units", "best_checkpoint", "status"]
     rows = []
     for job in jobs:
         metrics = job.metrics or {}
@@ -35,7 +45,7 @@ def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict
                 "job": job.directory.name,
                 **{key: job.config.get(key) for key in swept},
                 **{column: metrics.get(key) for column, key in METRIC_COLUMNS.items()},
-                **{column: metrics.get(MIG) for column in mig},
+                **{column: metrics.get(key) for column, key in scores.items()},
                 "active_units": active_units(job),
                 "best_checkpoint": _relative(Path(best), sweep_dir) if best else None,
                 "status": job.status,
@@ -54,7 +64,7 @@ def write_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None
 
 def markdown_table(header: list[str], rows: list[dict[str, Any]]) -> str:
     """A Markdown table with padded columns, so it also reads well as plain text."""
-    cells = [header, *([_shown(key, row[key]) for key in header] for row in rows)]
+    cells = [header, *([shown(key, row[key]) for key in header] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
     lines = [
         "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
@@ -64,12 +74,13 @@ def markdown_table(header: list[str], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _shown(column: str, value: Any) -> str:
-    """Metrics to 0.01 nats, MIG to 0.001; swept values as typed (β 0.5, not 0.50)."""
+def shown(column: str, value: Any) -> str:
+    """Losses to 0.01 nats, disentanglement metrics to 0.001; swept values as typed (β 0.5,
+    not 0.50)."""
     if value is None:
         return NOT_KNOWN
     if isinstance(value, float):
-        if column == MIG_COLUMN:
+        if column in DISENTANGLEMENT_COLUMNS:
             return f"{value:.3f}"
         return f"{value:.2f}" if column in METRIC_COLUMNS else f"{value:g}"
     return str(value)

@@ -3,6 +3,10 @@
 Losses are nats per example (summed over pixels and latent dimensions, averaged over examples).
 """
 
+from collections.abc import Iterable
+
+from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, DRAWN_SCORES, test_key
+
 _QUANTITIES = {
     "elbo": "Negative ELBO at β = 1 (recon + KL), nats per example, a bound on −log p(x) that "
     "compares runs of any β; lower is better.",
@@ -26,10 +30,13 @@ _QUANTITIES = {
     "mig": "Mutual Information Gap against the true generative factors (shape, scale, "
     "orientation, x, y): 1 when each factor lives in one latent dimension, 0 when it is spread "
     "or absent; higher = more disentangled.",
+    **{name: f"{DISENTANGLEMENT_SCORES[name]}." for name in DRAWN_SCORES},
 }
 _STAGES = {
     "train": "Training batches: the mean over the batches since the previous point.",
     "val": "The whole validation split, after each epoch.",
+    "test": "The best checkpoint, once, at the end of training (evaluation.test_metrics): MIG on "
+    "the test split, the others on examples drawn afresh from the factors (evaluation.samples).",
 }
 # Tags with a description of their own: settings that change during training, and pictures.
 _FIXED = {
@@ -48,11 +55,10 @@ _FIXED = {
     "dimension.",
 }
 
-# The curves HPARAMS lists per run, with their last values; the first five are shown. val/mig
-# only where the data has generative factors (see hparams_metrics).
+# The curves HPARAMS lists per run, with their last values; the first five are shown. Where
+# the data has generative factors also val/mig and the test metrics (see hparams_metrics).
 HPARAMS_METRICS = (
     "val/elbo",
-    "val/mig",
     "val/recon",
     "val/kl",
     "val/loss",
@@ -63,8 +69,13 @@ HPARAMS_METRICS = (
 )
 
 
-def hparams_metrics(with_mig: bool) -> tuple[str, ...]:
-    return HPARAMS_METRICS if with_mig else tuple(t for t in HPARAMS_METRICS if t != "val/mig")
+def hparams_metrics(factors: bool, test_metrics: Iterable[str]) -> tuple[str, ...]:
+    """HPARAMS' metrics: on data with generative factors, the validation MIG and the test
+    metrics after val/elbo, in the order of `DISENTANGLEMENT_SCORES`."""
+    if not factors:
+        return HPARAMS_METRICS
+    tests = [test_key(name) for name in DISENTANGLEMENT_SCORES if name in test_metrics]
+    return (HPARAMS_METRICS[0], "val/mig", *tests, *HPARAMS_METRICS[1:])
 
 
 def describe(tag: str) -> str:

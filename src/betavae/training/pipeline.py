@@ -26,7 +26,7 @@ from betavae.lifecycle.signals import STOP_REQUESTS
 from betavae.lifecycle.stopping import GracefulStop
 from betavae.training.callbacks import BeginRun, build_callbacks
 from betavae.training.checkpoint_fit import check_checkpoint_fits
-from betavae.training.disentanglement import test_mig
+from betavae.training.disentanglement import test_metrics
 from betavae.training.module import VAEModule
 from betavae.training.results import (
     diverged_metrics,
@@ -102,7 +102,8 @@ def train(plan: Plan) -> dict[str, Any]:
     tested = checkpoints.best_path if checkpoints.best_path.is_file() else None
     trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)
     test = stage_metrics(trainer.callback_metrics, "test")
-    test.update(test_mig(module.vae, datamodule))
+    evaluation = cfg.evaluation
+    test.update(test_metrics(module.vae, datamodule, evaluation.test_metrics, evaluation.samples))
     STOP_REQUESTS.raise_if_requested(trainer.global_step)
     metrics = final_metrics(trainer, checkpoints, test)
     return _report(trainer, plan, root, metrics)

@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from betavae.evaluation.disentanglement_names import DRAWN_SCORES, test_key
 from betavae.evaluation.metrics import format_mig
 from betavae.evaluation.mig_keys import MIG, MIG_LEFT_OUT, mig_gaps
 from betavae.lifecycle.checkpoints import RunCheckpoints
@@ -113,6 +114,9 @@ def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) ->
     if MIG in metrics or MIG_LEFT_OUT in metrics:
         row = format_mig(metrics.get(MIG), mig_gaps(metrics), metrics.get(MIG_LEFT_OUT))
         lines.append(f"  {'test MIG':18}{row}")
+    drawn = {f"test {n}": metrics[test_key(n)] for n in DRAWN_SCORES if test_key(n) in metrics}
+    width = max([20, *map(len, drawn)])  # values under the MIG's where the names allow
+    lines += [f"  {label:{width}}{value:>8.3f}" for label, value in drawn.items()]
     best = metrics["best_checkpoint"]
     lines += [
         f"Run directory:   {shown_path(run_dir)}",

@@ -25,12 +25,15 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import QuotedString, ValueType
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, test_key
 from betavae.lifecycle.layout import CONFIG_FILE, HYDRA_CONFIG, METRICS_FILE
 from betavae.lifecycle.records import Job, read_job, read_sweep
 from betavae.training.descriptions import describe, hparams_metrics
@@ -47,6 +50,7 @@ _NOT_HPARAMS = (
     "callbacks.",
     "trainer.enable_progress_bar",
     "data.data_dir",
+    "evaluation.",
 )
 # The HPARAMS filter offers a checkbox per value below this many values, and a regular
 # expression, which cannot match a number, from there on: many numbers get an interval instead.
@@ -59,22 +63,29 @@ _TYPES = {
 }
 
 Value = bool | int | float | str
+TEST_METRICS = "evaluation.test_metrics"
 
 
 def record_hparams(run_dir: Path, sweep_dir: Path | None) -> None:
     """Write the HPARAMS entry of a run, or of every job of its sweep (`sweep_dir`)."""
     if sweep_dir is None:
-        _write(run_dir, _session(read_job(run_dir)))
+        job = read_job(run_dir)
+        _write(run_dir, _session(job), _step(job))
         return
     jobs = read_sweep(sweep_dir)
     experiment = _experiment(jobs, _planned_values(sweep_dir))
     for job in jobs:
         try:
-            _write(job.directory, [experiment, *_session(job)])
+            _write(job.directory, [experiment, *_session(job)], _step(job))
         except FileNotFoundError:
             # Another job's directory, removed because its start failed.
             if job.directory.resolve() == run_dir.resolve():
                 raise
+
+
+def _step(job: Job) -> int:
+    """The step of a run's entry: its last, where it has ended (its test metrics' step)."""
+    return (job.metrics or {}).get("global_step", 0)
 
 
 def hparam_values(config: dict[str, Any]) -> dict[str, Value]:
@@ -89,6 +100,8 @@ def _value(value: Any) -> Value:
 
 
 def _session(job: Job) -> list[Summary]:
+    """The run's settings, its end, and its test metrics as scalars: what HPARAMS shows of
+    them is the last value of a scalar of their tag in the run."""
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=_started(job.directory))
     for key, value in hparam_values(job.config).items():
         proto = start.hparams[key]
@@ -106,6 +119,12 @@ def _session(job: Job) -> list[Summary]:
             end_time_secs=(job.directory / METRICS_FILE).stat().st_mtime,
         )
         summaries.append(_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))
+        tags = [test_key(name) for name in DISENTANGLEMENT_SCORES]
+        summaries += [
+            scalar_pb(tag, job.metrics[tag], description=describe(tag))
+            for tag in tags
+            if tag in job.metrics
+        ]
     return summaries
 
 
@@ -124,11 +143,14 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
         _hparam_info(key, [*values[key], *planned.get(key, [])], len(values[key]) == len(jobs))
         for key in sorted(values)
     ]
+    factors = [job for job in jobs if _has_factors(job)]
+    # Runs from before evaluation.test_metrics measured the MIG alone.
+    tests = {name for job in factors for name in job.config.get(TEST_METRICS, ["mig"])}
     metrics = [
         api_pb2.MetricInfo(
             name=api_pb2.MetricName(tag=tag), display_name=tag, description=describe(tag)
         )
-        for tag in hparams_metrics(any(_has_factors(job) for job in jobs))
+        for tag in hparams_metrics(bool(factors), tests)
     ]
     experiment = api_pb2.Experiment(
         hparam_infos=hparams,
@@ -139,8 +161,9 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
 
 
 def _has_factors(job: Job) -> bool:
-    """Whether a job's data has generative factors, and so a val/mig curve."""
-    return job.config.get("data._target_") == "betavae.data.SpritesDataModule"
+    """Whether a job's data has generative factors, and so a val/mig curve and test metrics."""
+    target = job.config.get("data._target_")
+    return target is not None and hasattr(get_class(target), "ground_truth")
 
 
 def _hparam_info(key: str, values: list[Value], everywhere: bool) -> api_pb2.HParamInfo:
@@ -191,12 +214,12 @@ def _summary(tag: str, **plugin_data: Any) -> Summary:
     return summary
 
 
-def _write(run_dir: Path, summaries: Iterable[Summary]) -> None:
+def _write(run_dir: Path, summaries: Iterable[Summary], step: int) -> None:
     """Replace the run's hparams event file in one step (a reader sees the old or the new)."""
     now = time.time()
     events = [
         Event(wall_time=now, file_version="brain.Event:2"),
-        *(Event(wall_time=now, summary=summary) for summary in summaries),
+        *(Event(wall_time=now, step=step, summary=summary) for summary in summaries),
     ]
     partial = run_dir / f".hparams.{socket.gethostname()}.{os.getpid()}.tmp"
     with partial.open("wb") as file:
