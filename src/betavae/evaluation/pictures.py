@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from betavae.vae import VAE
+from betavae.vae import M2VAE, VAE, M2AtLabel
 
 # Light grey lines between cells: visible on the black background of sprites and digits, where
 # make_grid's default black padding disappears; 4 pixels wide, so that they survive
@@ -75,6 +75,26 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(_FONT_FILE), size)
 
 
+@torch.no_grad()
+def prior_grid(
+    model: VAE | M2VAE, draws: Tensor, per_row: int, class_names: Sequence[str] = ()
+) -> Tensor:
+    """Draws z (n, D) from the prior, decoded: a VAE's in rows of `per_row`; M2's one row per
+    class, labelled with its name, of the first `per_row` draws decoded with that class, so
+    that each column is one z, one style, drawn as every class."""
+    if not isinstance(model, M2VAE):
+        return grid(_decoded(model, draws), per_row)
+    z = draws[:per_row]
+    rows = [_decoded(model.at_label(label), z) for label in range(model.num_classes)]
+    names = list(class_names) or [str(label) for label in range(model.num_classes)]
+    return grid(torch.cat(rows).float(), len(z), names)
+
+
+def _decoded(vae: VAE | M2AtLabel, latents: Tensor) -> Tensor:
+    """The images (N, C, H, W) of latents (N, D): the likelihood's means, in float32."""
+    return vae.likelihood.mean(vae.decode(latents)).float()
+
+
 def traversal_labels(
     order: Tensor, kl_per_dim: Tensor, factors: Sequence[str | None] = ()
 ) -> list[str]:
@@ -88,7 +108,7 @@ def traversal_labels(
 
 
 @torch.no_grad()
-def traversal(vae: VAE, mu: Tensor, order: Tensor, span: float, steps: int) -> Tensor:
+def traversal(vae: VAE | M2AtLabel, mu: Tensor, order: Tensor, span: float, steps: int) -> Tensor:
     """(len(order) · steps, C, H, W) images: row r sweeps dimension order[r] over ±span.
 
     The other dimensions stay at `mu` (D,), a data point's posterior mean. Since the prior is
@@ -98,12 +118,12 @@ def traversal(vae: VAE, mu: Tensor, order: Tensor, span: float, steps: int) -> T
     latents = mu.repeat(len(order), steps, 1)  # (rows, steps, D)
     rows = torch.arange(len(order), device=mu.device)
     latents[rows, :, order.to(mu.device)] = values
-    return vae.likelihood.mean(vae.decode(latents.flatten(0, 1))).float()
+    return _decoded(vae, latents.flatten(0, 1))
 
 
 @torch.no_grad()
-def interpolation(vae: VAE, start: Tensor, end: Tensor, steps: int) -> Tensor:
+def interpolation(vae: VAE | M2AtLabel, start: Tensor, end: Tensor, steps: int) -> Tensor:
     """(P · steps, C, H, W) images decoded along the lines from start[p] to end[p], both (P, D)."""
     weights = torch.linspace(0, 1, steps, device=start.device, dtype=start.dtype)[None, :, None]
     latents = start[:, None] + weights * (end - start)[:, None]
-    return vae.likelihood.mean(vae.decode(latents.flatten(0, 1))).float()
+    return _decoded(vae, latents.flatten(0, 1))

@@ -5,13 +5,15 @@ Losses are nats per example (summed over pixels and latent dimensions, averaged 
 
 _QUANTITIES = {
     "elbo": "Negative ELBO at β = 1 (recon + KL), nats per example, a bound on −log p(x) that "
-    "compares runs of any β; lower is better.",
+    "compares runs of any β (M2's: −U(x), summed over the classes); lower is better.",
     "recon": "Reconstruction term −E_q[log p(x|z)], nats per example; lower is better.",
     "kl": "KL(q(z|x) ‖ N(0, I)) summed over latent dimensions, nats per example: what the code "
-    "holds about x; β trades it against reconstruction (lower = more compressed).",
-    "loss": "The objective optimised (β-VAE: recon + β·KL; or the capacity, β-TC, FactorVAE or "
-    "DIP-VAE objective, model.objective), nats per example; lower is better at the same "
-    "settings. FactorVAE's discriminator_loss is not in it.",
+    "holds about x; β trades it against reconstruction (lower = more compressed). M2's adds "
+    "the class's KL(q(y|x) ‖ p(y)).",
+    "loss": "The objective optimised (β-VAE: recon + β·KL; or the capacity, β-TC, FactorVAE, "
+    "DIP-VAE or M2 objective, model.objective), nats per example; lower is better at the same "
+    "settings. FactorVAE's discriminator_loss is not in it; M2's is elbo + "
+    "model.m2_alpha·cross_entropy.",
     "mi": "β-TC's index-code mutual information I(x; z), the part of the KL that is information "
     "about x, nats per example.",
     "tc": "Total correlation KL(q(z) ‖ Π q(z_j)): how much the latent dimensions depend on each "
@@ -23,6 +25,10 @@ _QUANTITIES = {
     "apart, and then its TC estimate means little.",
     "dip": "DIP-VAE's penalty λ_od·Σ_{i≠j} C_ij² + λ_d·Σ_i (C_ii − 1)², C the batch covariance "
     "of μ (DIP-VAE-I) or of z (DIP-VAE-II): 0 when it is the identity, like the prior's.",
+    "accuracy": "M2's classifier q(y|x): the fraction of images whose most probable class is "
+    "their label (training: the labelled batch; validation: every image); higher is better.",
+    "cross_entropy": "M2's classifier q(y|x): −log q(label|x), nats per image (training: the "
+    "labelled batch, the term model.m2_alpha weighs; validation: every image); lower is better.",
     "mig": "Mutual Information Gap against the true generative factors (shape, scale, "
     "orientation, x, y): 1 when each factor lives in one latent dimension, 0 when it is spread "
     "or absent; higher = more disentangled.",
@@ -41,7 +47,7 @@ _FIXED = {
     "val/reconstructions": "Validation inputs (top row) and their reconstructions, the "
     "likelihood's mean (bottom row); the same inputs every time: the closer, the better.",
     "val/samples": "Decoded draws from the prior N(0, I), the same draws every time: what the "
-    "model generates.",
+    "model generates (M2: one row per class, each column one z drawn as every class).",
     "val/traversal": "One validation image's latent traversal: each row sweeps one dimension "
     "(labelled with its KL, nats per example) across ±callbacks.traversals.span with the others "
     "at the image's μ; rows by KL, most first. A row that changes nothing is an unused "
@@ -49,9 +55,10 @@ _FIXED = {
 }
 
 # The curves HPARAMS lists per run, with their last values; the first five are shown. val/mig
-# only where the data has generative factors (see hparams_metrics).
+# only where the data has generative factors, val/accuracy only for M2 (see hparams_metrics).
 HPARAMS_METRICS = (
     "val/elbo",
+    "val/accuracy",
     "val/mig",
     "val/recon",
     "val/kl",
@@ -63,8 +70,9 @@ HPARAMS_METRICS = (
 )
 
 
-def hparams_metrics(with_mig: bool) -> tuple[str, ...]:
-    return HPARAMS_METRICS if with_mig else tuple(t for t in HPARAMS_METRICS if t != "val/mig")
+def hparams_metrics(with_mig: bool, with_accuracy: bool = False) -> tuple[str, ...]:
+    left_out = {"val/mig": not with_mig, "val/accuracy": not with_accuracy}
+    return tuple(tag for tag in HPARAMS_METRICS if not left_out.get(tag))
 
 
 def describe(tag: str) -> str:

@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from betavae.evaluation.pictures import grid, traversal, traversal_labels
+from betavae.evaluation.pictures import grid, prior_grid, traversal, traversal_labels
 from betavae.training.tensorboard import RunLogger
-from betavae.vae import VAE, kl_standard_normal
+from betavae.vae import M2VAE, VAE, kl_standard_normal
 
 # Validation images whose mean KL per dimension orders and labels a traversal's rows.
 TRAVERSAL_KL_INPUTS = 64
@@ -54,7 +54,7 @@ class _ValidationImageLogger(Callback):
         epochs_done = trainer.current_epoch + 1
         return epochs_done % self.every_n_epochs == 0 or epochs_done >= trainer.max_epochs
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
         """TensorBoard tag -> picture (3, H, W) in [0, 1] to log."""
         raise NotImplementedError
 
@@ -66,23 +66,32 @@ def logged_step(trainer: pl.Trainer) -> int:
 
 
 class ImageGridLogger(_ValidationImageLogger):
-    """Inputs above their reconstructions, and samples from the same prior draws each time."""
+    """Inputs above their reconstructions, and samples from the same prior draws each time
+    (M2's: one row per class, named by `class_names`)."""
 
-    def __init__(self, every_n_epochs: int, num_reconstructions: int, num_samples: int) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int,
+        num_reconstructions: int,
+        num_samples: int,
+        class_names: Sequence[str] = (),
+    ) -> None:
         super().__init__(every_n_epochs, num_reconstructions)
         self.num_samples = num_samples
+        self.class_names = class_names
         self._prior_draws: Tensor | None = None
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
         if self._prior_draws is None:
             generator = torch.Generator().manual_seed(0)
             self._prior_draws = torch.randn(self.num_samples, vae.latent_dim, generator=generator)
         reconstructions = vae.reconstruct(inputs)
-        samples = vae.likelihood.mean(vae.decode(self._prior_draws.to(inputs.device)))
+        draws = self._prior_draws.to(inputs.device)
         pairs = torch.cat([inputs.float(), reconstructions.float()])
+        per_row = int(self.num_samples**0.5)
         return {
             "val/reconstructions": grid(pairs, len(inputs), ["input", "reconstruction"]),
-            "val/samples": grid(samples, int(self.num_samples**0.5)),
+            "val/samples": prior_grid(vae, draws, per_row, self.class_names),
         }
 
 
@@ -104,10 +113,12 @@ class TraversalLogger(_ValidationImageLogger):
         self.steps = steps
         self.factors = factors
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Tensor]:
-        mu, logvar = vae.encode(inputs)
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
+        mu, logvar = vae.encode(inputs)  # M2: z at the predicted classes
         kl = kl_standard_normal(mu, logvar).mean(0)
         order = kl.argsort(descending=True)
-        rows = traversal(vae, mu[0], order, self.span, self.steps)
+        # M2's z is drawn at the class predicted for the image: z alone is no image.
+        decoder = vae.at_label(int(vae.predict(inputs[:1]))) if isinstance(vae, M2VAE) else vae
+        rows = traversal(decoder, mu[0], order, self.span, self.steps)
         labels = traversal_labels(order, kl, self.factors())
         return {"val/traversal": grid(rows, self.steps, labels)}

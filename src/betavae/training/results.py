@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from betavae.evaluation.classifier_keys import TEST_ACCURACY, TEST_CROSS_ENTROPY
 from betavae.evaluation.metrics import format_mig
 from betavae.evaluation.mig_keys import MIG, MIG_LEFT_OUT, mig_gaps
 from betavae.lifecycle.checkpoints import RunCheckpoints
@@ -65,14 +66,22 @@ def run_description(
     """The line that says what is about to be trained, where, and how long."""
     parameters = sum(p.numel() for p in module.vae.parameters())
     examples = len(datamodule.train_set)
+    image = "x".join(map(str, datamodule.image_shape))
+    images = f"{examples:,} images {image}"
+    labelled = datamodule.labelled_set
+    if labelled is not None:  # M2: the training batches are the unlabelled images'
+        examples -= len(labelled)
+        images += (
+            f", {len(labelled):,} of them labelled ({datamodule.labels_per_class} per class, "
+            f"label seed {datamodule.label_seed})"
+        )
     steps = math.ceil(examples / (datamodule.batch_size * trainer.world_size))
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
     processes = f" x {trainer.world_size}" if trainer.world_size > 1 else ""
-    image = "x".join(map(str, datamodule.image_shape))
     epochs = cfg.trainer.max_epochs
     return (
         f"Training a {cfg.model.network} VAE (latent {cfg.model.latent_dim}, {parameters:,} "
-        f"parameters, {objective_summary(cfg.model)}) on {examples:,} images {image}: "
+        f"parameters, {objective_summary(cfg.model)}) on {images}: "
         f"{epochs} epoch{'s' * (epochs != 1)} of {steps} steps, {device}{processes}, "
         f"{trainer.precision}, in {shown_path(run_dir)}"
     )
@@ -87,6 +96,7 @@ def objective_summary(model: DictConfig) -> str:
         "factor_vae": f"FactorVAE, gamma {model.factor_vae_gamma:g}",
         "dip_vae_i": f"DIP-VAE-I, lambda_od {model.dip_lambda_od:g}",
         "dip_vae_ii": f"DIP-VAE-II, lambda_od {model.dip_lambda_od:g}",
+        "m2": f"M2, alpha {model.m2_alpha:g}",
     }[model.objective]
 
 
@@ -113,6 +123,10 @@ def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) ->
     if MIG in metrics or MIG_LEFT_OUT in metrics:
         row = format_mig(metrics.get(MIG), mig_gaps(metrics), metrics.get(MIG_LEFT_OUT))
         lines.append(f"  {'test MIG':18}{row}")
+    if TEST_ACCURACY in metrics:
+        cross_entropy = metrics[TEST_CROSS_ENTROPY]
+        row = f"{metrics[TEST_ACCURACY]:>10.3f}   (q(y|x); cross-entropy {cross_entropy:.3f} nats)"
+        lines.append(f"  {'test accuracy':18}{row}")
     best = metrics["best_checkpoint"]
     lines += [
         f"Run directory:   {shown_path(run_dir)}",

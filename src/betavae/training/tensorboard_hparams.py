@@ -138,7 +138,9 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
         api_pb2.MetricInfo(
             name=api_pb2.MetricName(tag=tag), display_name=tag, description=describe(tag)
         )
-        for tag in hparams_metrics(any(_has_factors(job) for job in jobs))
+        for tag in hparams_metrics(
+            any(_has_factors(job) for job in jobs), any(_is_m2(job) for job in jobs)
+        )
     ]
     experiment = api_pb2.Experiment(
         hparam_infos=hparams,
@@ -151,6 +153,11 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
 def _has_factors(job: Job) -> bool:
     """Whether a job's data has generative factors, and so a val/mig curve."""
     return job.config.get("data._target_") == "betavae.data.SpritesDataModule"
+
+
+def _is_m2(job: Job) -> bool:
+    """Whether a job trains M2, and so has a val/accuracy curve."""
+    return job.config.get("model.objective") == "m2"
 
 
 def _hparam_info(key: str, values: list[Value], everywhere: bool) -> api_pb2.HParamInfo:
