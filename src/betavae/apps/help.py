@@ -131,10 +131,19 @@ EVAL = AppHelp(
         "per dimension, -log p(x) from the importance-weighted bound, KL per latent dimension "
         "and active units, label probes, and on sprites the Mutual Information Gap."
     ),
-    keys=[_RUN, _SPLIT, ("k", "importance samples per example for -log p(x)"), _SEED, _OVERWRITE],
+    keys=[
+        _RUN,
+        _SPLIT,
+        ("k", "importance samples per example for -log p(x)"),
+        ("labels_per_class", "few-label probes on mu and on pixels, N labels per class"),
+        ("label_seeds", "the seeds of the labelled sets (mean and sd over them)"),
+        _SEED,
+        _OVERWRITE,
+    ],
     examples=[
         "betavae-eval run=outputs/2026-11-21/15-28-47",
         "betavae-eval run=outputs/2026-11-21/15-28-47/checkpoints/last.ckpt split=val k=10",
+        "betavae-eval run=outputs/2026-11-21/15-28-47 labels_per_class=10",
     ],
     outputs="<run>/eval/metrics.json (other options: metrics-<split>-<option>=<value>.json).",
 )

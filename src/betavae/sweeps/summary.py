@@ -4,9 +4,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from betavae.evaluation.classifier_keys import TEST_ACCURACY
 from betavae.evaluation.mig_keys import MIG
 from betavae.lifecycle.records import Job
-from betavae.sweeps.jobs import active_units, has_mig, swept_keys
+from betavae.sweeps.jobs import active_units, few_label_probes, has_mig, swept_keys
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -18,14 +19,37 @@ METRIC_COLUMNS = {
 }
 # On data with known factors: the best checkpoint's MIG on the test split.
 MIG_COLUMN = "test_mig"
+# M2's classifier on the test split.
+ACCURACY_COLUMN = "test_accuracy"
 NOT_KNOWN = "n/a"
+# Few-label probes of `betavae-eval labels_per_class=N` (mean over label seeds), by column name
+# less its `@N`: (probe, features).
+FEW_LABEL_COLUMNS = {
+    "linear_mu": ("linear_probe", "mu"),
+    "linear_pixels": ("linear_probe", "pixels"),
+    "knn_mu": ("knn", "mu"),
+    "knn_pixels": ("knn", "pixels"),
+}
 
 
 def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The header and one row per job: swept values, metrics, active units, checkpoint, status."""
     swept = swept_keys(jobs)
     mig = [MIG_COLUMN] if has_mig(jobs) else []
-    header = ["job", *swept, *METRIC_COLUMNS, *mig, "active_units", "best_checkpoint", "status"]
+    accuracy = [ACCURACY_COLUMN] if any(_accuracy(job) is not None for job in jobs) else []
+    probes = {job.directory: few_label_probes(job) for job in jobs}
+    few_label = _few_label_columns(sorted({n for found in probes.values() for n in found}))
+    header = [
+        "job",
+        *swept,
+        *METRIC_COLUMNS,
+        *mig,
+        *accuracy,
+        *few_label,
+        "active_units",
+        "best_checkpoint",
+        "status",
+    ]
     rows = []
     for job in jobs:
         metrics = job.metrics or {}
@@ -36,12 +60,28 @@ def summary_rows(jobs: list[Job], sweep_dir: Path) -> tuple[list[str], list[dict
                 **{key: job.config.get(key) for key in swept},
                 **{column: metrics.get(key) for column, key in METRIC_COLUMNS.items()},
                 **{column: metrics.get(MIG) for column in mig},
+                **{column: _accuracy(job) for column in accuracy},
+                **{column: _few_label_value(probes[job.directory], column) for column in few_label},
                 "active_units": active_units(job),
                 "best_checkpoint": _relative(Path(best), sweep_dir) if best else None,
                 "status": job.status,
             }
         )
     return header, rows
+
+
+def _accuracy(job: Job) -> float | None:
+    return (job.metrics or {}).get(TEST_ACCURACY)
+
+
+def _few_label_columns(counts: list[int]) -> list[str]:
+    return [f"{name}@{n}" for n in counts for name in FEW_LABEL_COLUMNS]
+
+
+def _few_label_value(found: dict[int, dict[str, Any]], column: str) -> float | None:
+    name, n = column.split("@")
+    probe, features = FEW_LABEL_COLUMNS[name]
+    return found.get(int(n), {}).get(f"few_label_{features}_{probe}_accuracy_mean")
 
 
 def write_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
@@ -65,11 +105,12 @@ def markdown_table(header: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def _shown(column: str, value: Any) -> str:
-    """Metrics to 0.01 nats, MIG to 0.001; swept values as typed (β 0.5, not 0.50)."""
+    """Metrics to 0.01 nats, MIG and accuracies to 0.001; swept values as typed (β 0.5, not
+    0.50)."""
     if value is None:
         return NOT_KNOWN
     if isinstance(value, float):
-        if column == MIG_COLUMN:
+        if column in (MIG_COLUMN, ACCURACY_COLUMN) or "@" in column:
             return f"{value:.3f}"
         return f"{value:.2f}" if column in METRIC_COLUMNS else f"{value:g}"
     return str(value)
