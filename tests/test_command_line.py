@@ -134,8 +134,16 @@ def test_help_explains_the_command_and_names_its_keys(command):
     assert result.returncode == 0
     shown = result.stdout
     keys = {
-        "train": ["model.latent_dim", "model.beta", "trainer.max_epochs", "resume", "ckpt_path"],
-        "eval": ["run", "split", "k", "seed", "overwrite"],
+        "train": [
+            "model.latent_dim",
+            "model.beta",
+            "model.objective",
+            "data.labels_per_class",
+            "trainer.max_epochs",
+            "resume",
+            "ckpt_path",
+        ],
+        "eval": ["run", "split", "k", "labels_per_class", "label_seeds", "seed", "overwrite"],
         "sample": ["run", "n", "traverse", "span", "steps", "interpolate", "pairs", "overwrite"],
         "encode": ["run", "split", "data", "overwrite"],
         "score": ["run", "score", "split", "quantile", "k", "neighbours", "anomalous_classes"],

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.config.model_apps import SCORES, SPLITS
 from betavae.config.paths import config_dir
-from betavae.config.schema import ACCELERATORS, PRECISIONS
+from betavae.config.schema import ACCELERATORS, OBJECTIVES, PRECISIONS
 
 WIDTH = 100
 PRECISION_CHOICES = " | ".join(PRECISIONS)
@@ -90,11 +90,13 @@ TRAIN = AppHelp(
         ("model.beta", "weight of the KL term (1: the plain VAE)"),
         ("model.beta_warmup_steps", "steps over which beta rises from 0"),
         ("model.likelihood", "bernoulli | gaussian"),
+        ("model.objective", f"{' | '.join(OBJECTIVES)} (m2: semi-supervised)"),
         ("model.lr", "Adam's learning rate"),
         ("data.num_examples", "sprites drawn (data=sprites)"),
         ("data.image_size", "image height and width (sprites, image_folder)"),
         ("data.batch_size", "examples per step"),
         ("data.exclude_classes", "classes left out, e.g. [0] (to score them later)"),
+        ("data.labels_per_class", "labelled training images per class (model.objective=m2)"),
         ("trainer.max_epochs", "epochs to train"),
         ("trainer.precision", PRECISION_CHOICES),
         ("trainer.accelerator", " | ".join(ACCELERATORS)),
