@@ -13,7 +13,7 @@ from betavae.config.paths import config_dir
 from betavae.config.schema import validate
 from betavae.errors import UserError
 from betavae.training.callbacks import build_callbacks
-from betavae.training.module import VAEModule
+from betavae.training.model_kinds import build_module
 
 
 def _options(group: str) -> list[str]:
@@ -28,7 +28,7 @@ def test_every_data_and_model_option_instantiates(compose_train, tmp_path, data,
         cfg.data.path = str(tmp_path)
     validate(cfg)
     datamodule = instantiate(cfg.data)
-    module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
+    module = build_module(cfg.model, datamodule)
 
     assert isinstance(datamodule, pl.LightningDataModule)
     assert module.hparams.network == model
@@ -87,7 +87,12 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
         (
             "model.objective=tc",
             "model.objective='tc' is not allowed: one of beta, capacity, beta_tc, factor_vae, "
-            "dip_vae_i, dip_vae_ii",
+            "dip_vae_i, dip_vae_ii, m2",
+        ),
+        ("model.m2_alpha=-1", "model.m2_alpha=-1.0 is not allowed: a number >= 0"),
+        (
+            "data.labels_per_class=0",
+            "data.labels_per_class=0 is not allowed: null (no labelled images) or an integer >= 1",
         ),
         ("model.capacity_gamma=0", "model.capacity_gamma=0.0 is not allowed: a number > 0"),
         ("model.capacity_max=-5", "model.capacity_max=-5.0 is not allowed: a number >= 0"),
@@ -110,6 +115,26 @@ def test_every_trainer_logger_and_callbacks_config_builds_a_trainer(
 def test_out_of_range_values_name_the_key(compose_train, override, message):
     with pytest.raises(UserError, match=re.escape(message)):
         validate(compose_train([override]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model.objective=m2"],
+            "model.objective=m2 learns from labelled and unlabelled images: set "
+            "data.labels_per_class=N, the labelled training images per class",
+        ),
+        (
+            ["data.labels_per_class=10"],
+            "data.labels_per_class=10: only model.objective=m2 trains on labels; remove it (for "
+            "a VAE's few-label probes: betavae-eval labels_per_class=10)",
+        ),
+    ],
+)
+def test_m2_and_labels_per_class_go_together(compose_train, overrides, message):
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        validate(compose_train(overrides))
 
 
 @pytest.mark.slow

@@ -402,3 +402,16 @@ def test_training_on_dsprites_from_its_file_measures_mig(tmp_path, data_dir):
     assert 0 <= metrics["test/mig"] <= 1
     assert {f"test/mig_gap/{name}" for name in DSpritesDataModule.factor_names} <= set(metrics)
     assert "Training a mlp VAE" in result.stdout and "on 480 images 1x32x32" in result.stdout
+
+
+def test_a_batch_s_classes_are_the_shape_indices_of_its_factor_values(tmp_path):
+    """What a semi-supervised run reads of each batch: targets hold the factors' values
+    (dSprites' shapes are 1, 2, 3), the class is the shape's index."""
+    module = DSpritesDataModule(str(write_dsprites(tmp_path / "dsprites.npz")), num_workers=0)
+    module.setup("fit")
+    _, targets = next(iter(module.split_dataloader("train")))
+
+    labels = module.labels_of(targets)
+
+    assert torch.equal(labels, class_labels(module.train_set)[: len(labels)])
+    assert set(labels.tolist()) == {0, 1, 2}

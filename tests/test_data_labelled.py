@@ -1,9 +1,15 @@
-"""The seeded, class-balanced choice of the few labelled examples, and its one-line refusals."""
+"""The seeded, class-balanced choice of the few labelled examples, its one-line refusals, and
+the labelled batches a semi-supervised run trains on."""
+
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from betavae.data.labelled import labelled_subset
+from betavae.data import SpritesDataModule
+from betavae.data.base import class_labels, source_indices
+from betavae.data.labelled import LabelledBatches, labelled_subset
 from betavae.errors import UserError
 
 
@@ -78,3 +84,102 @@ def test_fewer_than_one_label_per_class_is_refused(labels_per_class: int) -> Non
 def test_data_without_class_labels_is_refused(labels: torch.Tensor | None) -> None:
     with pytest.raises(UserError, match=r"^labels_per_class=10: this data set has no class labels"):
         labelled_subset(labels, 10, seed=0)
+
+
+def _batches(count: int, batch_size: int) -> LabelledBatches:
+    """`count` labelled 'images' whose single pixel is their own index."""
+    images = torch.arange(count, dtype=torch.float32).view(count, 1, 1, 1)
+    return LabelledBatches(images, torch.arange(count) % 3, batch_size, seed=0)
+
+
+def _ids(batch: tuple[torch.Tensor, torch.Tensor]) -> list[int]:
+    return batch[0].flatten().long().tolist()
+
+
+def test_fewer_labelled_images_than_a_batch_come_whole_at_every_step() -> None:
+    batches = _batches(30, 128)
+
+    for step in (0, 1, 57):
+        images, labels = batches.batch(step)
+        assert _ids((images, labels)) == list(range(30))
+        assert labels.tolist() == [i % 3 for i in range(30)]
+
+
+def test_more_labelled_images_come_a_batch_a_step_each_once_a_pass() -> None:
+    batches = _batches(100, 25)
+
+    first_pass = [i for step in range(4) for i in _ids(batches.batch(step))]
+    second_pass = [i for step in range(4, 8) for i in _ids(batches.batch(step))]
+    straddling = _ids(_batches(100, 30).batch(3))  # 90..119: the end of a pass, a new one
+
+    assert sorted(first_pass) == sorted(second_pass) == list(range(100))
+    assert first_pass != second_pass  # each pass in its own order
+    assert len(straddling) == 30
+
+
+def test_a_step_s_labelled_batch_depends_on_the_step_alone() -> None:
+    """As a resumed run needs: the batch of step t is the same whoever asks, whenever."""
+    batches, again = _batches(100, 25), _batches(100, 25)
+
+    later = _ids(batches.batch(13))
+    for step in range(13):
+        again.batch(step)
+
+    assert _ids(again.batch(13)) == later
+
+
+def test_ddp_ranks_take_successive_batches_of_the_one_stream() -> None:
+    batches = _batches(100, 10)
+
+    ranks = [_ids(batches.batch(3, rank, world_size=2)) for rank in (0, 1)]
+
+    assert ranks == [_ids(batches.batch(6)), _ids(batches.batch(7))]
+
+
+def _sprites(data_dir: Path, labels_per_class: int | None) -> SpritesDataModule:
+    module = SpritesDataModule(
+        str(data_dir), num_examples=600, image_size=32, labels_per_class=labels_per_class
+    )
+    module.setup("fit")
+    return module
+
+
+def test_the_training_split_is_the_labelled_examples_and_the_unlabelled_rest(data_dir) -> None:
+    module = _sprites(data_dir, 4)
+
+    train = source_indices(module.train_set).tolist()
+    labelled = source_indices(module.labelled_set).tolist()
+    unlabelled = source_indices(module.unlabelled_set).tolist()
+    assert sorted(labelled + unlabelled) == sorted(train)
+    assert not set(labelled) & set(unlabelled)
+    assert class_labels(module.labelled_set).bincount().tolist() == [4, 4, 4]
+    # The examples betavae-eval labels_per_class=4 label_seeds=[0,...] picks first.
+    chosen = labelled_subset(class_labels(module.train_set), 4, seed=0)
+    assert labelled == [train[i] for i in chosen]
+    assert module.num_classes == 3
+    assert _sprites(data_dir, None).labelled_set is None
+
+
+def test_semi_supervised_batches_carry_labels_and_a_labelled_batch(data_dir) -> None:
+    module = _sprites(data_dir, 4)
+    device = torch.device("cpu")
+    module.trainer = SimpleNamespace(
+        training=True,
+        global_step=5,
+        global_rank=0,
+        world_size=1,
+        strategy=SimpleNamespace(root_device=device),
+    )
+    images, factors = next(iter(module.train_dataloader()))
+
+    batch = module.on_after_batch_transfer((images, factors), 0)
+    module.trainer.training = False
+    val_batch = module.on_after_batch_transfer((images, factors), 0)
+
+    assert len(batch) == 5 and len(val_batch) == 3
+    assert torch.equal(batch[2], factors[:, 0].long())  # a sprite's class is its shape
+    labelled_images, labelled_labels = batch[3:]
+    assert labelled_images.shape == (12, 1, 32, 32)
+    assert labelled_labels.tolist() == class_labels(module.labelled_set).tolist()
+    # The training batches are the unlabelled images'.
+    assert len(module.train_dataloader()) == -(-len(module.unlabelled_set) // 128)

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, event_file_pids, run_process
+from helpers import TINY_RUN, event_file_pids, run_cli, run_process
+
+from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +71,22 @@ def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, da
     assert {adam["state"][i]["step"].item() for i in critic_group["params"]} == {steps}
     dip = _assert_complete(sweep / jobs[2])
     assert dip["val/loss"] > dip["val/elbo"]  # the DIP penalty, on each rank's batch
+
+
+def test_ddp_sweeps_m2_over_the_labels_per_class_and_the_report_shows_its_accuracy(
+    tmp_path, data_dir
+):
+    m2 = ["model.objective=m2", "data.labels_per_class=2,70", "hydra.sweep.dir=sweep"]
+    result = run_process(["-m", *DDP, *m2], tmp_path, data_dir)
+
+    assert result.returncode == 0, result.stderr
+    for job in ("0_data.labels_per_class=2", "1_data.labels_per_class=70"):
+        metrics = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
+        # Each rank steps through half the unlabelled images; 6 or 210 are labelled.
+        assert 0 <= metrics["test/accuracy"] <= 1
+        assert metrics["val/elbo"] == pytest.approx(metrics["val/recon"] + metrics["val/kl"])
+    report = run_cli(["sweep"], tmp_path, data_dir, script="betavae-report")
+    assert report.returncode == 0, report.stderr
+    assert " test_accuracy " in report.stdout.splitlines()[0]
+    hparams = (tmp_path / "sweep/0_data.labels_per_class=2" / HPARAMS_FILE).read_bytes()
+    assert b"val/accuracy" in hparams  # a metric of the sweep's HPARAMS experiment

@@ -50,9 +50,12 @@ def test_returns_mean_and_sd_of_each_probe_on_mu_and_on_pixels() -> None:
         for probe in ("linear_probe", "knn")
         for stat in ("mean", "sd")
     ]
-    assert sorted(metrics) == sorted(["labels_per_class", "label_seeds", *probes])
+    assert sorted(metrics) == sorted(
+        ["labels_per_class", "label_seeds", "few_label_mu_dims", *probes]
+    )
     assert metrics["labels_per_class"] == 3
     assert metrics["label_seeds"] == SEEDS
+    assert metrics["few_label_mu_dims"] == CLASSES
 
 
 def test_clustered_codes_are_read_from_one_label_per_class_and_noise_pixels_are_not() -> None:
@@ -91,8 +94,8 @@ def test_mean_and_sd_are_those_of_the_probes_fitted_one_seed_at_a_time() -> None
     for seed in SEEDS:
         chosen = labelled_subset(train["labels"], 4, seed)
         fitted = (train["mu"][chosen], train["labels"][chosen], test["mu"], test["labels"])
-        linear.append(linear_probe_accuracy(*fitted))
-        knn.append(knn_accuracy(*fitted, k=4))
+        linear.append(linear_probe_accuracy(*fitted, standardized=False))
+        knn.append(knn_accuracy(*fitted, k=4, standardized=False))
     for key, values in (("linear_probe", linear), ("knn", knn)):
         per_seed = torch.tensor(values, dtype=torch.float64)
         assert len(set(values)) > 1  # the seeds chose differently, so the sd means something
@@ -108,3 +111,24 @@ def test_more_labels_per_class_than_a_class_has_is_a_user_error() -> None:
 def test_an_sd_needs_two_seeds() -> None:
     with pytest.raises(ValueError, match="at least two"):
         _metrics(_split(200), _split(100), 3, seeds=[0])
+
+
+def test_the_probes_read_the_active_dimensions_of_mu_in_their_own_units() -> None:
+    """A collapsed dimension (μ barely moving) that happens to sort the few labelled examples
+    is not read, and the pixels are not rescaled by the labelled examples' spread: a pixel
+    that is dark in all of them but lit in test images does not swamp the others."""
+    train, test = _split(400), _split(400)
+    for split in (train, test):
+        noise = 0.05 * torch.randn(len(split["labels"]), 1)
+        leak = 1e-3 * split["labels"][:, None].float()  # tiny, but sorts the classes
+        split["mu"] = torch.cat([noise, leak], 1)  # neither active
+        images = 4.0 * torch.eye(CLASSES)[split["labels"]] + 0.3 * torch.randn(400, CLASSES)
+        split["images"] = torch.cat([images, torch.zeros(400, 1)], 1).view(-1, 1, 1, 5)
+    test["images"][:, 0, 0, 4] = 100.0 * torch.rand(400)  # dark in every training image
+
+    metrics = _metrics(train, test, 3)
+
+    assert metrics["few_label_mu_dims"] == 0
+    assert metrics["few_label_mu_linear_probe_accuracy_mean"] < 0.4  # chance: nothing to read
+    assert metrics["few_label_pixels_linear_probe_accuracy_mean"] == 1.0
+    assert metrics["few_label_pixels_knn_accuracy_mean"] > 0.9

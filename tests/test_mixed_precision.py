@@ -25,8 +25,14 @@ CLIPPING = "trainer.gradient_clip_val=1.0"
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], [CLIPPING], ["model.objective=factor_vae", CLIPPING], ["model.objective=dip_vae_ii"]],
-    ids=["beta", "beta-clipping", "factor_vae-clipping", "dip_vae_ii"],
+    [
+        [],
+        [CLIPPING],
+        ["model.objective=factor_vae", CLIPPING],
+        ["model.objective=dip_vae_ii"],
+        ["model.objective=m2", "data.labels_per_class=5"],
+    ],
+    ids=["beta", "beta-clipping", "factor_vae-clipping", "dip_vae_ii", "m2"],
 )
 def test_bf16_mixed_run_has_finite_losses(tmp_path, data_dir, overrides):
     # Gradient clipping needs an Adam that Lightning can clip under mixed precision; FactorVAE

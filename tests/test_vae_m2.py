@@ -13,7 +13,9 @@ from betavae.vae import (
     M2Terms,
     build_m2,
     classification_loss,
+    importance_weighted_log_likelihood,
     labelled_terms,
+    m2_importance_weighted_log_likelihood,
     semi_supervised_loss,
     unlabelled_terms,
 )
@@ -302,3 +304,67 @@ def test_sample_decodes_prior_draws_with_the_labels_asked_for() -> None:
     torch.testing.assert_close(samples, torch.sigmoid(m2.decode(z, labels)))
     other_labels = m2.sample(torch.tensor([1, 3, 0]), generator=torch.Generator().manual_seed(7))
     assert (samples[:2] != other_labels[:2]).any() and torch.equal(samples[2], other_labels[2])
+
+
+def test_unlabelled_terms_keep_the_classifiers_log_probabilities() -> None:
+    m2 = _m2("mlp")
+    x = _images()
+
+    terms = unlabelled_terms(m2, x)
+
+    torch.testing.assert_close(terms.log_q_y, torch.log_softmax(m2.classify(x), dim=1))
+    assert labelled_terms(m2, x, torch.zeros(5, dtype=torch.long)).log_q_y is None
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_without_labels_the_code_and_the_reconstruction_are_at_the_predicted_class(
+    network: str,
+) -> None:
+    m2 = _m2(network)
+    x = _images()
+    predicted = m2.classify(x).argmax(1)
+
+    mu, logvar = m2.encode(x)
+
+    expected_mu, expected_logvar = m2.encode(x, predicted)
+    torch.testing.assert_close(mu, expected_mu)
+    torch.testing.assert_close(logvar, expected_logvar)
+    torch.testing.assert_close(m2.predict(x), predicted)
+    torch.testing.assert_close(m2.reconstruct(x), torch.sigmoid(m2.decode(mu, predicted)))
+
+
+def test_at_label_is_the_vae_of_z_at_one_class() -> None:
+    m2 = _m2("conv")
+    x, z = _images(3), torch.randn(3, LATENT)
+    twos = torch.full((3,), 2)
+
+    view = m2.at_label(2)
+
+    for got, expected in zip(view.encode(x), m2.encode(x, twos), strict=True):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(view.decode(z), m2.decode(z, twos))
+    assert view.latent_dim == LATENT and view.likelihood is m2.likelihood
+
+
+def test_m2_log_likelihood_sums_each_class_s_importance_weighted_bound() -> None:
+    m2 = _m2("mlp")
+    x = _images().round()
+
+    torch.manual_seed(3)
+    got = m2_importance_weighted_log_likelihood(m2, x, k=7)
+
+    torch.manual_seed(3)  # the same draws: one class after another
+    per_class = torch.stack(
+        [importance_weighted_log_likelihood(m2.at_label(y), x, 7) for y in range(CLASSES)]
+    )
+    torch.testing.assert_close(got, torch.logsumexp(per_class, 0) - math.log(CLASSES))
+
+
+def test_m2_log_likelihood_is_at_least_the_unlabelled_bound() -> None:
+    m2 = _m2("mlp")
+    x = _images(200).round()
+
+    log_px = m2_importance_weighted_log_likelihood(m2, x, k=50)
+
+    # −U(x) is one draw of a looser bound: on average below log p(x)'s estimate.
+    assert log_px.mean() > -unlabelled_terms(m2, x).negative_bound.mean()

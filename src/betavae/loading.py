@@ -16,21 +16,22 @@ from betavae.data.base import BaseDataModule
 from betavae.errors import UserError
 from betavae.lifecycle.layout import CONFIG_FILE, locate_run
 from betavae.training.checkpoint_fit import checkpoint_hparams
-from betavae.training.module import VAEModule
+from betavae.training.model_kinds import Module, load_module
 from betavae.user_paths import user_path
-from betavae.vae import VAE
+from betavae.vae import M2VAE, VAE
 
 
 @dataclass
 class LoadedRun:
     run_dir: Path
     checkpoint: Path
-    module: VAEModule
+    module: Module
+    """`VAEModule`, or `M2Module` for a run of model.objective=m2."""
     config: DictConfig
     """The run's saved, resolved config (`<run>/config.yaml`)."""
 
     @property
-    def vae(self) -> VAE:
+    def vae(self) -> VAE | M2VAE:
         return self.module.vae
 
     def data_config(self, data: DictConfig | None = None) -> DictConfig:
@@ -64,10 +65,10 @@ def load_run(run: str | None, key: str = "run") -> LoadedRun:
     """
     run_dir, checkpoint = locate_run(run, key)
     path = user_path(run)
-    checkpoint_hparams(checkpoint, key)
+    hparams = checkpoint_hparams(checkpoint, key)
     try:
         config = OmegaConf.load(run_dir / CONFIG_FILE)
-        module = VAEModule.load_from_checkpoint(checkpoint, map_location="cpu")
+        module = load_module(checkpoint, hparams)
     except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{key}={path}: the run cannot be loaded ({reason})") from error

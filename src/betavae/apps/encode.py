@@ -14,7 +14,8 @@ from betavae.user_paths import shown_path
 
 
 def encode(cfg: DictConfig, files: Results) -> Path:
-    """Write `<run>/latents/<split>.npz` (mu, logvar, targets, labels, index) and a scatter."""
+    """Write `<run>/latents/<split>.npz` (mu, logvar, targets, labels, index; an M2's q(y|x)
+    as q_y, with mu and logvar at the class it predicts) and a scatter."""
     run = open_run(cfg)
     data = run.data_config(cfg.data)
     datamodule = run.datamodule(data)
@@ -31,6 +32,8 @@ def encode(cfg: DictConfig, files: Results) -> Path:
     }
     if labels is not None:
         arrays["labels"] = labels.numpy()
+    if encoded.class_probs is not None:
+        arrays["q_y"] = encoded.class_probs.numpy()
     if factor_names is not None:
         arrays["factor_names"] = np.array(factor_names)
     path = files.save_arrays("latents", arrays)

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from torch import Tensor
 
 from betavae.apps.model_apps import (
     data_split,
@@ -12,11 +13,14 @@ from betavae.apps.model_apps import (
 )
 from betavae.apps.result_files import Results
 from betavae.data.base import BaseDataModule, class_labels
-from betavae.evaluation.collect import run_split
+from betavae.data.labelled import check_labels_per_class
+from betavae.evaluation.collect import run_split, split_images
 from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
 from betavae.evaluation.disentanglement_scores import disentanglement_scores
+from betavae.evaluation.few_labels import few_label_probe_metrics
 from betavae.evaluation.ground_truth import encoder_mean
 from betavae.evaluation.metrics import (
+    classifier_metrics,
     format_mig,
     latent_metrics,
     likelihood_metrics,
@@ -33,6 +37,9 @@ def evaluate(cfg: DictConfig, files: Results) -> Path:
     run = open_run(cfg)
     data = run.data_config(cfg.data)
     datamodule = run.datamodule(data)
+    train_labels = class_labels(datamodule.train_set)
+    if cfg.labels_per_class is not None:  # a mistake in one line, before any file is written
+        check_labels_per_class(train_labels, cfg.labels_per_class, "labels_per_class")
     files.claim(run.checkpoint, data, cfg)
     results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)), iwae_k=cfg.k)
     image_shape = tuple(run.module.hparams.image_shape)
@@ -48,9 +55,12 @@ def evaluate(cfg: DictConfig, files: Results) -> Path:
     factor_names = getattr(datamodule, "factor_names", None)
     if labels is not None and labels.unique().numel() > 1:
         train = run_split(run.vae, datamodule.split_dataloader("train"))
-        train_labels = class_labels(datamodule.train_set)
         metrics["label"] = getattr(datamodule, "class_factor", "label")
         metrics.update(probe_metrics(train.mu, train_labels, results.mu, labels))
+        if cfg.labels_per_class is not None:
+            metrics.update(few_label_probes(cfg, datamodule, train.mu, train_labels, results.mu))
+        if results.class_probs is not None:
+            metrics.update(classifier_metrics(results.class_probs, labels))
     if factor_names is not None:
         metrics.update(mig_metrics(results.mu, results.targets, factor_names))
         metrics.update(_disentanglement(cfg, run.vae, datamodule))
@@ -80,6 +90,24 @@ def _drawn(samples: str) -> str:
     return f"{SAMPLES[samples]} examples (samples={samples})"
 
 
+def few_label_probes(
+    cfg: DictConfig, datamodule: BaseDataModule, train_mu: Tensor, train_labels: Tensor, mu: Tensor
+) -> dict[str, Any]:
+    """The probes fitted on `cfg.labels_per_class` training examples per class, on μ and on the
+    pixels, scored on the evaluated split (whose μ is `mu`)."""
+    split = data_split(cfg)
+    return few_label_probe_metrics(
+        train_mu,
+        split_images(datamodule.split_dataloader("train")),
+        train_labels,
+        mu,
+        split_images(datamodule.split_dataloader(split)),
+        class_labels(datamodule.split_set(split)),
+        cfg.labels_per_class,
+        cfg.label_seeds,
+    )
+
+
 def table(metrics: dict[str, Any]) -> str:
     scored = examples(metrics["examples"], metrics["split"])
     lines = [
@@ -105,6 +133,11 @@ def table(metrics: dict[str, Any]) -> str:
         ):
             row = f"{metrics['label']} accuracy: {label}"
             lines.append(f"  {row:30}{metrics[key]:>14.3f}")
+    if "classifier_accuracy" in metrics:
+        row = f"{metrics['label']} accuracy: M2's q(y|x)"
+        lines.append(f"  {row:30}{metrics['classifier_accuracy']:>14.3f}")
+    if "labels_per_class" in metrics:
+        lines += few_label_rows(metrics)
     if "mig" in metrics or MIG_LEFT_OUT in metrics:
         row = format_mig(
             metrics.get("mig"), metrics.get("mig_per_factor", {}), metrics.get(MIG_LEFT_OUT)
@@ -118,3 +151,21 @@ def table(metrics: dict[str, Any]) -> str:
         lines.append(f"  drawn afresh from the factors, {drawn}:")
         lines += [f"  {name:30}{value:>14.3f}" for name, value in scores.items()]
     return "\n".join(lines)
+
+
+def few_label_rows(metrics: dict[str, Any]) -> list[str]:
+    """The few-label probes, mean ± sd over the label seeds, μ beside the pixel baseline."""
+    n, seeds = metrics["labels_per_class"], len(metrics["label_seeds"])
+    lines = [
+        f"  {metrics['label']} accuracy from {n} labels per class ({seeds} label seeds; "
+        f"mu: {metrics['few_label_mu_dims']} active dims):",
+        f"  {'':30}{'mu':>14}{'pixels':>16}",
+    ]
+    for label, probe in (("linear probe", "linear_probe"), (f"{min(5, n)}-NN", "knn")):
+        cells = "".join(
+            f"{metrics[f'few_label_{features}_{probe}_accuracy_mean']:>8.3f} ± "
+            f"{metrics[f'few_label_{features}_{probe}_accuracy_sd']:.3f}"
+            for features in ("mu", "pixels")
+        )
+        lines.append(f"    {label:28}{cells}")
+    return lines

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from betavae.config.model_apps import SCORES, SPLITS
 from betavae.config.paths import config_dir
-from betavae.config.schema import ACCELERATORS, PRECISIONS
+from betavae.config.schema import ACCELERATORS, OBJECTIVES, PRECISIONS
 from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
 
 WIDTH = 100
@@ -100,11 +100,13 @@ TRAIN = AppHelp(
         ("model.beta", "weight of the KL term (1: the plain VAE)"),
         ("model.beta_warmup_steps", "steps over which beta rises from 0"),
         ("model.likelihood", "bernoulli | gaussian"),
+        ("model.objective", f"{' | '.join(OBJECTIVES)} (m2: semi-supervised)"),
         ("model.lr", "Adam's learning rate"),
         ("data.num_examples", "sprites drawn (data=sprites)"),
         ("data.image_size", "image height and width (sprites, image_folder)"),
         ("data.batch_size", "examples per step"),
         ("data.exclude_classes", "classes left out, e.g. [0] (to score them later)"),
+        ("data.labels_per_class", "labelled training images per class (model.objective=m2)"),
         ("trainer.max_epochs", "epochs to train"),
         ("trainer.precision", PRECISION_CHOICES),
         ("trainer.accelerator", " | ".join(ACCELERATORS)),
@@ -152,12 +154,15 @@ EVAL = AppHelp(
         ("k", "importance samples per example for -log p(x)"),
         ("metrics", "disentanglement metrics, e.g. [mig,sap]; null: all nine"),
         ("samples", f"examples they draw: {SAMPLE_CHOICES}"),
+        ("labels_per_class", "few-label probes on mu and on pixels, N labels per class"),
+        ("label_seeds", "the seeds of the labelled sets (mean and sd over them)"),
         _SEED,
         _OVERWRITE,
     ],
     examples=[
         "betavae-eval run=outputs/2026-11-21/15-28-47",
         "betavae-eval run=outputs/2026-11-21/15-28-47 'metrics=[mig,sap]' samples=paper",
+        "betavae-eval run=outputs/2026-11-21/15-28-47 labels_per_class=10",
     ],
     outputs="<run>/eval/metrics.json (other options: metrics-<split>-<option>=<value>.json).",
 )

@@ -70,8 +70,14 @@ def results_stem(cfg: DictConfig) -> str:
 def variant(cfg: DictConfig, keys: Iterable[str]) -> str:
     """`-key=value` for each of `keys` (options that change a result) not at its default, so
     that results of different options get different names: `test-knn-neighbours=10.csv`."""
-    defaults = {f.name: f.default for f in dataclasses.fields(OmegaConf.get_type(cfg))}
+    defaults = {f.name: _default(f) for f in dataclasses.fields(OmegaConf.get_type(cfg))}
     return "".join(f"-{key}={_shown(cfg[key])}" for key in keys if cfg[key] != defaults[key])
+
+
+def _default(option: dataclasses.Field) -> object:
+    if option.default_factory is not dataclasses.MISSING:  # a list's default
+        return option.default_factory()
+    return option.default
 
 
 def _shown(value: object) -> str:
@@ -90,7 +96,7 @@ def results_folder(run_dir: Path, checkpoint: Path, name: str) -> Path:
 
 
 def eval_names(cfg: DictConfig) -> dict[str, ResultFile]:
-    named = ["k", "seed", "metrics", "samples"]
+    named = ["k", "seed", "metrics", "samples", "labels_per_class", "label_seeds"]
     options = ("split", *named)
     # The run's own test split with the default options is the usual case: the plain name.
     stem = f"{results_stem(cfg)}{variant(cfg, named)}"

@@ -41,11 +41,21 @@ class EvalConfig(UsageConfig):
     metrics: list[str] | None = None
     """The disentanglement metrics, on data with generative factors; None: all of them."""
     samples: str = "quick"
+    labels_per_class: int | None = None
+    """Few-label probes, fitted on this many labelled training examples per class."""
+    label_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """The seeds of the labelled examples chosen: one fit each, reported as mean and sd."""
 
     def __post_init__(self) -> None:
         self._require_split(self.split)
         self._require(self.k >= 1, "k", "an integer >= 1 (importance samples per example)")
         check_disentanglement_metrics(self, "metrics", "samples")
+        labels = self.labels_per_class
+        allowed = "null (no few-label probes) or an integer >= 1"
+        self._require(labels is None or labels >= 1, "labels_per_class", allowed)
+        seeds_ok = len(set(self.label_seeds)) >= 2
+        allowed = "at least two different seeds, e.g. [0,1,2] (a mean and an sd over them)"
+        self._require(seeds_ok, "label_seeds", allowed)
 
 
 @dataclass

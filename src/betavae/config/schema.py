@@ -26,9 +26,9 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 SCHEDULERS = ("none", "cosine", "plateau")
 # beta: recon + β·KL; capacity: recon + γ·|KL − C| (Burgess et al. 2018); beta_tc: β-TCVAE
 # (Chen et al. 2018); factor_vae: FactorVAE (Kim & Mnih 2018); dip_vae_i, dip_vae_ii: DIP-VAE
-# (Kumar et al. 2018). Their losses are in betavae.vae.objectives, .total_correlation,
-# .factor_vae and .dip.
-OBJECTIVES = ("beta", "capacity", "beta_tc", "factor_vae", "dip_vae_i", "dip_vae_ii")
+# (Kumar et al. 2018); m2: Kingma et al. (2014)'s semi-supervised M2, a class beside z. Their
+# losses are in betavae.vae.objectives, .total_correlation, .factor_vae, .dip and .m2_objectives.
+OBJECTIVES = ("beta", "capacity", "beta_tc", "factor_vae", "dip_vae_i", "dip_vae_ii", "m2")
 # Numbers in a run's metrics.json that `optimized_metric` may hand to a sweeper: the last
 # epoch's val/*, the best checkpoint's test/*, and the best epoch's val/elbo.
 OPTIMIZABLE_METRICS = (
@@ -62,8 +62,8 @@ class _Checked:
 class ModelConfig(_Checked):
     """What every network shares: the latent space, the likelihood, the objective and the
     optimizer. β weighs the KL (objective beta) or the total correlation (beta_tc); the
-    capacity_* keys belong to objective capacity, factor_vae_gamma to factor_vae and the dip_*
-    keys to dip_vae_i and dip_vae_ii (which use no β)."""
+    capacity_* keys belong to objective capacity, factor_vae_gamma to factor_vae, the dip_*
+    keys to dip_vae_i and dip_vae_ii, and m2_alpha to m2 (these use no β)."""
 
     section: ClassVar[str] = "model"
     network: str = MISSING
@@ -82,6 +82,8 @@ class ModelConfig(_Checked):
     dip_lambda_od: float = 1.0
     # None: Kumar et al.'s choice, 10·dip_lambda_od for dip_vae_i and dip_lambda_od for dip_vae_ii.
     dip_lambda_d: float | None = None
+    # The weight of the labelled images' −log q(y|x), per example: Kingma et al.'s α = 0.1·N.
+    m2_alpha: float = 0.1
     lr: float = 1e-3
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
@@ -104,6 +106,7 @@ class ModelConfig(_Checked):
         lambda_d_ok = self.dip_lambda_d is None or self.dip_lambda_d >= 0
         paper = "null (the paper's 10·dip_lambda_od for dip_vae_i, dip_lambda_od for dip_vae_ii)"
         self._require(lambda_d_ok, "dip_lambda_d", f"{paper} or a number >= 0")
+        self._require(self.m2_alpha >= 0, "m2_alpha", "a number >= 0")
         self._require(self.lr > 0, "lr", "a number > 0")
         betas_ok = len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas)
         self._require(betas_ok, "adam_betas", "two numbers in [0, 1), e.g. [0.9, 0.999]")
@@ -140,11 +143,20 @@ class DataConfig(_Checked):
     split_seed: int = 0
     # Classes left out of every split, e.g. to train on normal classes only (for sprites: shapes).
     exclude_classes: list[int] = field(default_factory=list)
+    # Semi-supervised training (model.objective=m2): this many labelled training images per
+    # class, chosen by label_seed; the rest of the training split is unlabelled.
+    labels_per_class: int | None = None
+    label_seed: int = 0
 
     def __post_init__(self) -> None:
         self._require_counts("batch_size")
         self._require(self.num_workers >= 0, "num_workers", "an integer >= 0")
         self._require(0 < self.val_fraction < 1, "val_fraction", "a number in (0, 1)")
+        self._require(
+            self.labels_per_class is None or self.labels_per_class >= 1,
+            "labels_per_class",
+            "null (no labelled images) or an integer >= 1",
+        )
 
 
 @dataclass
@@ -414,6 +426,17 @@ class TrainConfig(_Checked):
     def __post_init__(self) -> None:
         allowed = f"one of {', '.join(OPTIMIZABLE_METRICS)}"
         self._require(self.optimized_metric in OPTIMIZABLE_METRICS, "optimized_metric", allowed)
+        labels = self.data.labels_per_class
+        if self.model.objective == "m2" and labels is None:
+            raise UserError(
+                "model.objective=m2 learns from labelled and unlabelled images: set "
+                "data.labels_per_class=N, the labelled training images per class"
+            )
+        if self.model.objective != "m2" and labels is not None:
+            raise UserError(
+                f"data.labels_per_class={labels}: only model.objective=m2 trains on labels; "
+                f"remove it (for a VAE's few-label probes: betavae-eval labels_per_class={labels})"
+            )
 
 
 def register_schemas() -> None:

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, random_split
 
 from betavae.data.in_memory import InMemoryBatches, split_tensors
+from betavae.data.labelled import LabelledBatches, labelled_subset
 from betavae.data.subsets import source_and_indices
 from betavae.errors import UserError
 
@@ -18,21 +19,36 @@ from betavae.errors import UserError
 class BaseDataModule(LightningDataModule, ABC):
     """Serves `train_set`, `val_set` and `test_set`, which a subclass's `setup` fills in.
 
+    With `labels_per_class` (semi-supervised training) the training split is served as its
+    `labelled_set`, that many examples per class chosen by `label_seed`, and the unlabelled
+    rest: the training batches are the rest's, and each carries a batch of labelled examples
+    beside it (`on_after_batch_transfer`).
+
     The ranges of the constructor arguments are checked by the config schema, where a user
     meets them first; a data module repeats a check only where a bad value would go unnoticed.
     """
 
     def __init__(
-        self, batch_size: int, num_workers: int, exclude_classes: Sequence[int] = ()
+        self,
+        batch_size: int,
+        num_workers: int,
+        exclude_classes: Sequence[int] = (),
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.exclude_classes = list(exclude_classes)
+        self.labels_per_class = labels_per_class
+        self.label_seed = label_seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.labelled_set: Dataset | None = None
+        self.unlabelled_set: Dataset | None = None
         self._train_batches: InMemoryBatches | DataLoader | None = None
+        self._labelled_batches: LabelledBatches | None = None
 
     @property
     @abstractmethod
@@ -55,6 +71,30 @@ class BaseDataModule(LightningDataModule, ABC):
                     f"data.exclude_classes={self.exclude_classes} leaves the {name} split "
                     "without examples; exclude fewer classes"
                 )
+        if self.labels_per_class is not None:
+            self._set_labelled_apart(self.labels_per_class)
+
+    def _set_labelled_apart(self, labels_per_class: int) -> None:
+        """`labelled_set`: the chosen examples of the training split; `unlabelled_set`: the rest.
+        Chosen as `betavae-eval labels_per_class=N label_seeds=[...]` chooses them, so an M2 run
+        and the few-label probes of a VAE with the same seed learn from the same examples."""
+        labels = class_labels(self.train_set)
+        chosen = labelled_subset(labels, labels_per_class, self.label_seed, "data.labels_per_class")
+        rest = torch.ones(len(labels), dtype=torch.bool)
+        rest[chosen] = False
+        self.labelled_set = Subset(self.train_set, chosen.tolist())
+        self.unlabelled_set = Subset(self.train_set, rest.nonzero().flatten().tolist())
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes a classifier of this data tells apart (a class left out of
+        training by `exclude_classes` included)."""
+        return len(class_names(self.train_set))
+
+    def labels_of(self, targets: Tensor) -> Tensor:
+        """(B,) the class of each example of a batch, from what the data set gives beside each
+        image: its label, unless a data set of generative factors says otherwise."""
+        return targets
 
     def split_set(self, split: str) -> Dataset:
         """Split `train`, `val` or `test`, or `all` of them together (every example)."""
@@ -67,8 +107,21 @@ class BaseDataModule(LightningDataModule, ABC):
         return self._loader(self.split_set(split), shuffle=False)
 
     def train_dataloader(self) -> InMemoryBatches | DataLoader:
-        self._train_batches = self._loader(self.train_set, shuffle=True)
+        if self.labelled_set is None:
+            self._train_batches = self._loader(self.train_set, shuffle=True)
+            return self._train_batches
+        self._train_batches = self._loader(self.unlabelled_set, shuffle=True)
+        self._labelled_batches = self._labelled_batches_on_device()
         return self._train_batches
+
+    def _labelled_batches_on_device(self) -> LabelledBatches:
+        """The labelled examples as whole tensors (a few per class: one read of each), on the
+        training device, seeded like the training order."""
+        labelled = self.labelled_set
+        images, _ = next(iter(DataLoader(labelled, batch_size=len(labelled))))  # type: ignore[arg-type]
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        batches = LabelledBatches(images, class_labels(labelled), self.batch_size, seed)
+        return batches.to(self.trainer.strategy.root_device)
 
     def val_dataloader(self) -> InMemoryBatches | DataLoader:
         return self._loader(self.val_set, shuffle=False)
@@ -77,9 +130,22 @@ class BaseDataModule(LightningDataModule, ABC):
         return self._loader(self.test_set, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count training batches as they are used, which is what a mid-epoch resume skips."""
-        if self.trainer.training and isinstance(self._train_batches, InMemoryBatches):
+        """Count training batches as they are used, which is what a mid-epoch resume skips.
+
+        In a semi-supervised run every batch becomes (images, targets, labels) and a training
+        batch (images, targets, labels, labelled images, their labels), the labelled batch
+        that of the optimizer step about to be taken (`LabelledBatches`)."""
+        training = self.trainer.training
+        if training and isinstance(self._train_batches, InMemoryBatches):
             self._train_batches.consumed += 1
+        if self.labelled_set is None:
+            return batch
+        images, targets = batch
+        batch = (images, targets, self.labels_of(targets))
+        if training and self._labelled_batches is not None:
+            trainer = self.trainer
+            step, rank, world = trainer.global_step, trainer.global_rank, trainer.world_size
+            batch += self._labelled_batches.batch(step, rank, world)
         return batch
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> InMemoryBatches | DataLoader:
@@ -121,8 +187,10 @@ class HeldOutTestDataModule(BaseDataModule):
         test_fraction: float,
         split_seed: int,
         exclude_classes: Sequence[int],
+        labels_per_class: int | None,
+        label_seed: int,
     ) -> None:
-        super().__init__(batch_size, num_workers, exclude_classes)
+        super().__init__(batch_size, num_workers, exclude_classes, labels_per_class, label_seed)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed

@@ -69,9 +69,18 @@ class DigitsDataModule(HeldOutTestDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         exclude_classes: Sequence[int] = (),
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, val_fraction, test_fraction, split_seed, exclude_classes
+            batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            exclude_classes,
+            labels_per_class,
+            label_seed,
         )
         self.image_size = image_size
 

@@ -195,8 +195,10 @@ class FactorGridDataModule(BaseDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         exclude_classes: Sequence[int] = (),
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, exclude_classes)
+        super().__init__(batch_size, num_workers, exclude_classes, labels_per_class, label_seed)
         self.path = user_path(path)
         self.num_examples = num_examples
         self.image_size = image_size
@@ -236,6 +238,13 @@ class FactorGridDataModule(BaseDataModule):
         chosen = torch.randperm(total, generator=generator)[:wanted]
         # In file order: reading increasing rows is what every file format does fastest.
         return chosen.sort().values.numpy()
+
+    def labels_of(self, targets: Tensor) -> Tensor:
+        """The index of each target's `class_factor` value: targets are factor values."""
+        grid = self._grid_images().file.grid
+        column = grid.names.index(self.class_factor)
+        values = torch.from_numpy(grid.values[column]).to(targets)
+        return (targets[:, column, None] == values).int().argmax(1)
 
     def _grid_images(self) -> GridImages:
         if self._images is None:

@@ -164,9 +164,18 @@ class SpritesDataModule(HeldOutTestDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         exclude_classes: Sequence[int] = (),
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, val_fraction, test_fraction, split_seed, exclude_classes
+            batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            exclude_classes,
+            labels_per_class,
+            label_seed,
         )
         self.num_examples = num_examples
         self.image_size = image_size
@@ -177,6 +186,10 @@ class SpritesDataModule(HeldOutTestDataModule):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (1, self.image_size, self.image_size)
+
+    def labels_of(self, targets: Tensor) -> Tensor:
+        """The shape (factor 0), whose values are the class ids."""
+        return targets[:, FACTOR_NAMES.index(self.class_factor)].long()
 
     def prepare_data(self) -> None:
         if self.cache_path.exists():

@@ -31,8 +31,10 @@ class TorchvisionDataModule(BaseDataModule):
         val_fraction: float = 0.1,
         split_seed: int = 0,
         exclude_classes: Sequence[int] = (),
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, exclude_classes)
+        super().__init__(batch_size, num_workers, exclude_classes, labels_per_class, label_seed)
         self.data_dir = user_path(data_dir)
         self.download = download
         self.val_fraction = val_fraction
@@ -125,9 +127,19 @@ class CelebADataModule(TorchvisionDataModule):
         split_seed: int = 0,
         image_size: int = 64,
         exclude_classes: Sequence[int] = (),
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ) -> None:
         super().__init__(
-            data_dir, download, batch_size, num_workers, val_fraction, split_seed, exclude_classes
+            data_dir,
+            download,
+            batch_size,
+            num_workers,
+            val_fraction,
+            split_seed,
+            exclude_classes,
+            labels_per_class,
+            label_seed,
         )
         self.image_size = image_size
 

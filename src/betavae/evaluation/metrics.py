@@ -25,7 +25,7 @@ def likelihood_metrics(results: SplitResults, image_shape: tuple[int, ...]) -> d
     nats = {
         "elbo": results.elbo.mean().item(),
         "recon": results.recon.mean().item(),
-        "kl": results.kl.sum(1).mean().item(),
+        "kl": results.total_kl.mean().item(),
     }
     if results.log_px is not None:
         nats["nll_iwae"] = -results.log_px.mean().item()
@@ -52,6 +52,15 @@ def probe_metrics(
         "linear_probe_accuracy": linear_probe_accuracy(train_mu, train_labels, mu, labels),
         "knn_accuracy": knn_accuracy(train_mu, train_labels, mu, labels),
         "majority_class_accuracy": majority,
+    }
+
+
+def classifier_metrics(class_probs: Tensor, labels: Tensor) -> dict[str, float]:
+    """M2's classifier q(y|x) (N, K) against the labels: accuracy, and cross-entropy in nats."""
+    of_label = class_probs.double().gather(1, labels[:, None]).squeeze(1)
+    return {
+        "classifier_accuracy": (class_probs.argmax(1) == labels).double().mean().item(),
+        "classifier_cross_entropy": -of_label.clamp_min(1e-300).log().mean().item(),
     }
 
 

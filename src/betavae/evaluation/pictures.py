@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from betavae.vae import VAE
+from betavae.vae import M2VAE, VAE, M2AtLabel
 
 # Light grey lines between cells: visible on the black background of sprites and digits, where
 # make_grid's default black padding disappears; 4 pixels wide, so that they survive
@@ -80,6 +80,35 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(_FONT_FILE), size)
 
 
+@torch.no_grad()
+def prior_grid(
+    model: VAE | M2VAE, draws: Tensor, per_row: int, class_names: Sequence[str] = ()
+) -> Tensor:
+    """Draws z (n, D) from the prior, decoded and drawn as a grid (see `prior_images`)."""
+    return grid(*prior_images(model, draws, per_row, class_names))
+
+
+def prior_images(
+    model: VAE | M2VAE, draws: Tensor, per_row: int, class_names: Sequence[str] = ()
+) -> tuple[Tensor, int, list[str]]:
+    """Draws z (n, D) from the prior, decoded (on the CPU), with the cells per row and the row
+    labels of their grid: a VAE's in rows of `per_row`; M2's one row per class, labelled with
+    its name, of the first `per_row` draws decoded with that class, so that each column is one
+    z, one style, drawn as every class. Apart from `grid`, so that training can draw the grid
+    in another thread."""
+    if not isinstance(model, M2VAE):
+        return _decoded(model, draws).cpu(), per_row, []
+    z = draws[:per_row]
+    rows = [_decoded(model.at_label(label), z) for label in range(model.num_classes)]
+    names = list(class_names) or [str(label) for label in range(model.num_classes)]
+    return torch.cat(rows).cpu(), len(z), names
+
+
+def _decoded(vae: VAE | M2AtLabel, latents: Tensor) -> Tensor:
+    """The images (N, C, H, W) of latents (N, D): the likelihood's means, in float32."""
+    return vae.likelihood.mean(vae.decode(latents)).float()
+
+
 def traversal_labels(
     order: Tensor, kl_per_dim: Tensor, factors: Sequence[str | None] = ()
 ) -> list[str]:
@@ -93,7 +122,7 @@ def traversal_labels(
 
 
 @torch.no_grad()
-def traversal(vae: VAE, mu: Tensor, order: Tensor, span: float, steps: int) -> Tensor:
+def traversal(vae: VAE | M2AtLabel, mu: Tensor, order: Tensor, span: float, steps: int) -> Tensor:
     """(len(order) · steps, C, H, W) images: row r sweeps dimension order[r] over ±span.
 
     The other dimensions stay at `mu` (D,), a data point's posterior mean. Since the prior is
@@ -103,12 +132,12 @@ def traversal(vae: VAE, mu: Tensor, order: Tensor, span: float, steps: int) -> T
     latents = mu.repeat(len(order), steps, 1)  # (rows, steps, D)
     rows = torch.arange(len(order), device=mu.device)
     latents[rows, :, order.to(mu.device)] = values
-    return vae.likelihood.mean(vae.decode(latents.flatten(0, 1))).float()
+    return _decoded(vae, latents.flatten(0, 1))
 
 
 @torch.no_grad()
-def interpolation(vae: VAE, start: Tensor, end: Tensor, steps: int) -> Tensor:
+def interpolation(vae: VAE | M2AtLabel, start: Tensor, end: Tensor, steps: int) -> Tensor:
     """(P · steps, C, H, W) images decoded along the lines from start[p] to end[p], both (P, D)."""
     weights = torch.linspace(0, 1, steps, device=start.device, dtype=start.dtype)[None, :, None]
     latents = start[:, None] + weights * (end - start)[:, None]
-    return vae.likelihood.mean(vae.decode(latents.flatten(0, 1))).float()
+    return _decoded(vae, latents.flatten(0, 1))

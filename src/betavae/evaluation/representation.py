@@ -23,11 +23,21 @@ def standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (test - mean) / std
 
 
+def _features(train: Tensor, test: Tensor, standardized: bool) -> tuple[Tensor, Tensor]:
+    return standardize(train, test) if standardized else (train, test)
+
+
 def linear_probe_accuracy(
-    train_mu: Tensor, train_labels: Tensor, test_mu: Tensor, test_labels: Tensor, steps: int = 100
+    train_mu: Tensor,
+    train_labels: Tensor,
+    test_mu: Tensor,
+    test_labels: Tensor,
+    steps: int = 100,
+    standardized: bool = True,
 ) -> float:
-    """Accuracy of multinomial logistic regression (L-BFGS, a little L2) fitted on the train μ."""
-    train_x, test_x = standardize(train_mu.double(), test_mu.double())
+    """Accuracy of multinomial logistic regression (L-BFGS, a little L2) fitted on the train μ
+    (`standardize`d by its statistics, unless `standardized` is false)."""
+    train_x, test_x = _features(train_mu.double(), test_mu.double(), standardized)
     classes = int(max(train_labels.max(), test_labels.max())) + 1
     weight = torch.zeros(train_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
@@ -48,10 +58,16 @@ def linear_probe_accuracy(
 
 
 def knn_accuracy(
-    train_mu: Tensor, train_labels: Tensor, test_mu: Tensor, test_labels: Tensor, k: int = 5
+    train_mu: Tensor,
+    train_labels: Tensor,
+    test_mu: Tensor,
+    test_labels: Tensor,
+    k: int = 5,
+    standardized: bool = True,
 ) -> float:
-    """Accuracy of a majority vote among the k nearest training μ (Euclidean, standardized)."""
-    train_x, test_x = standardize(train_mu.float(), test_mu.float())
+    """Accuracy of a majority vote among the k nearest training μ (Euclidean; `standardize`d
+    unless `standardized` is false)."""
+    train_x, test_x = _features(train_mu.float(), test_mu.float(), standardized)
     classes = int(max(train_labels.max(), test_labels.max())) + 1
     _, nearest = nearest_neighbours(train_x, test_x, k)
     votes = torch.nn.functional.one_hot(train_labels[nearest], classes).sum(1)

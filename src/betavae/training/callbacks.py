@@ -2,6 +2,8 @@
 TensorBoard, its progress on the console, and the log interval; checkpoints and stops are the
 run's life's (`betavae.lifecycle.checkpoints`, `.stopping`)."""
 
+from collections.abc import Sequence
+
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from omegaconf import DictConfig
@@ -86,13 +88,17 @@ def build_callbacks(
     progress_bar: bool,
     log_every_n_steps: int | None = None,
     factor_names: tuple[str, ...] | None = None,
+    class_names: Sequence[str] = (),
 ) -> list[Callback]:
     """`progress_bar`: a redrawn bar (on a terminal) rather than a line per epoch;
     `factor_names`: the data's generative factors, if it has them (then `val/mig` is logged
-    and traversal rows are labelled with the factor they follow)."""
+    and traversal rows are labelled with the factor they follow); `class_names`: the data's
+    classes, which label the rows of M2's samples."""
     mig = [] if factor_names is None else [ValidationMIG(factor_names)]
     images = config.images
-    grids = ImageGridLogger(images.every_n_epochs, images.num_reconstructions, images.num_samples)
+    grids = ImageGridLogger(
+        images.every_n_epochs, images.num_reconstructions, images.num_samples, class_names
+    )
     bar = [EpochProgressBar(refresh_rate=config.progress_bar.refresh_rate)] if progress_bar else []
     walks = config.traversals
     traversals = TraversalLogger(

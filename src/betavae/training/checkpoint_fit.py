@@ -5,7 +5,7 @@ from typing import Any
 
 from betavae.errors import UserError
 from betavae.lifecycle.checkpoints import read_checkpoint
-from betavae.training.module import ARCHITECTURE_KEYS, VAEModule
+from betavae.training.module_base import ARCHITECTURE_KEYS, ModuleBase
 
 
 def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
@@ -16,22 +16,29 @@ def checkpoint_hparams(path: Path, key: str) -> dict[str, Any]:
     return hparams
 
 
-def check_checkpoint_fits(path: Path, module: VAEModule, key: str) -> None:
+def check_checkpoint_fits(path: Path, module: ModuleBase, key: str) -> None:
     """Fail before training if the checkpoint's weights cannot load into `module`: another
-    network, or weights of an objective's own (FactorVAE's discriminator) on one side only."""
+    network, another kind of model (M2 or a VAE), or weights of an objective's own (FactorVAE's
+    discriminator) on one side only."""
     checkpoint = read_checkpoint(path, key)
     saved, wanted = checkpoint_hparams(path, key), module.architecture()
+    objective = module.hparams.objective
+    saved_objective = saved.get("objective", "beta")
+    if (saved_objective == "m2") != (objective == "m2"):
+        raise UserError(
+            f"{key}={path}: the checkpoint holds a model of objective={saved_objective}, which "
+            f"cannot start a run of objective={objective}; use a checkpoint of the same kind"
+        )
     differences = [
         f"{name}={saved[name]} (this config: {wanted[name]})"
-        for name in ARCHITECTURE_KEYS
+        for name in wanted
         if saved[name] != wanted[name]
     ]
     parts = {name.split(".")[0] for name in checkpoint["state_dict"]}
     own = {name.split(".")[0] for name in module.state_dict()}
     if parts != own:
-        objective = module.hparams.objective
         differences.append(
-            f"objective={saved.get('objective', 'beta')} with weights of "
+            f"objective={saved_objective} with weights of "
             f"{', '.join(sorted(parts ^ own))} (this config: {objective})"
         )
     if differences:

@@ -20,9 +20,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from betavae.evaluation.pictures import grid, traversal, traversal_labels
+from betavae.evaluation.pictures import grid, prior_images, traversal, traversal_labels
 from betavae.training.tensorboard import RunLogger
-from betavae.vae import VAE, kl_standard_normal
+from betavae.vae import M2VAE, VAE, kl_standard_normal
 
 # Validation images whose mean KL per dimension orders and labels a traversal's rows.
 TRAVERSAL_KL_INPUTS = 64
@@ -88,7 +88,7 @@ class _ValidationImageLogger(Callback):
         cost = self._decoding + sum(drawing.result() for drawing in self._drawings)
         return time.monotonic() - self._made_at >= cost / PICTURE_SHARE
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
         """TensorBoard tag -> a function drawing its picture (3, H, W) in [0, 1] from what the
         model made of `inputs` now."""
         raise NotImplementedError
@@ -101,26 +101,32 @@ def logged_step(trainer: pl.Trainer) -> int:
 
 
 class ImageGridLogger(_ValidationImageLogger):
-    """Inputs above their reconstructions, and samples from the same prior draws each time."""
+    """Inputs above their reconstructions, and samples from the same prior draws each time
+    (M2's: one row per class, named by `class_names`)."""
 
     def __init__(
-        self, every_n_epochs: int | None, num_reconstructions: int, num_samples: int
+        self,
+        every_n_epochs: int | None,
+        num_reconstructions: int,
+        num_samples: int,
+        class_names: Sequence[str] = (),
     ) -> None:
         super().__init__(every_n_epochs, num_reconstructions)
         self.num_samples = num_samples
+        self.class_names = class_names
         self._prior_draws: Tensor | None = None
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
         if self._prior_draws is None:
             generator = torch.Generator().manual_seed(0)
             self._prior_draws = torch.randn(self.num_samples, vae.latent_dim, generator=generator)
         reconstructions = vae.reconstruct(inputs)
-        samples = vae.likelihood.mean(vae.decode(self._prior_draws.to(inputs.device))).cpu()
+        draws = self._prior_draws.to(inputs.device)
+        samples = prior_images(vae, draws, int(self.num_samples**0.5), self.class_names)
         pairs = torch.cat([inputs.float(), reconstructions.float()]).cpu()
-        per_row = int(self.num_samples**0.5)
         return {
             "val/reconstructions": partial(grid, pairs, len(inputs), ["input", "reconstruction"]),
-            "val/samples": partial(grid, samples, per_row),
+            "val/samples": partial(grid, *samples),
         }
 
 
@@ -142,10 +148,12 @@ class TraversalLogger(_ValidationImageLogger):
         self.steps = steps
         self.factors = factors
 
-    def pictures(self, vae: VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
-        mu, logvar = vae.encode(inputs)
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
+        mu, logvar = vae.encode(inputs)  # M2: z at the predicted classes
         kl = kl_standard_normal(mu, logvar).mean(0)
         order = kl.argsort(descending=True)
-        rows = traversal(vae, mu[0], order, self.span, self.steps).cpu()
+        # M2's z is drawn at the class predicted for the image: z alone is no image.
+        decoder = vae.at_label(int(vae.predict(inputs[:1]))) if isinstance(vae, M2VAE) else vae
+        rows = traversal(decoder, mu[0], order, self.span, self.steps).cpu()
         labels = traversal_labels(order.cpu(), kl.cpu(), self.factors())
         return {"val/traversal": partial(grid, rows, self.steps, labels)}

@@ -4,12 +4,11 @@ schedule, and Adam."""
 from collections.abc import Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
 from betavae.errors import UserError
-from betavae.lifecycle.divergence import check_finite
+from betavae.training.module_base import ModuleBase
 from betavae.vae import (
     ELBOTerms,
     beta_tc_loss,
@@ -26,19 +25,6 @@ from betavae.vae import (
     factor_vae_terms,
 )
 
-# Hyper-parameters that fix the shapes of the weights: a checkpoint only fits a module whose
-# values for these match.
-ARCHITECTURE_KEYS = (
-    "image_shape",
-    "network",
-    "latent_dim",
-    "hidden_dims",
-    "channels",
-    "likelihood",
-    "learn_gaussian_std",
-)
-
-
 # What each objective logs beside loss, recon and kl: means over the steps since the last write.
 _OBJECTIVE_TERMS = {
     "beta": (),
@@ -54,7 +40,7 @@ _DIP_LAMBDA_D_FACTOR = {"dip_vae_i": 10.0, "dip_vae_ii": 1.0}
 _DISCRIMINATOR_ADAM = {"lr": 1e-4, "betas": (0.5, 0.9), "weight_decay": 0.0}
 
 
-class VAEModule(pl.LightningModule):
+class VAEModule(ModuleBase):
     """Trains a VAE on the chosen objective and reports the β = 1 bound as `elbo`.
 
     `objective` is "beta" (recon + β·KL), "capacity" (recon + γ·|KL − C|, C rising linearly to
@@ -103,19 +89,6 @@ class VAEModule(pl.LightningModule):
         if objective not in _OBJECTIVE_TERMS:
             allowed = ", ".join(_OBJECTIVE_TERMS)
             raise UserError(f"model.objective={objective!r} is not allowed: one of {allowed}")
-        # Training loss, recon, KL and the objective's own terms summed on the device since the
-        # last logged step.
-        self._train_names = ("loss", "recon", "kl", *_OBJECTIVE_TERMS[objective])
-        self.register_buffer("_train_sums", torch.zeros(len(self._train_names)), persistent=False)
-        self._train_steps = 0
-        # Validation's (and the test's) sums over the epoch, each term weighted by its batch's
-        # size, and the count of examples last.
-        self._epoch_names = ("elbo", *self._train_names)
-        self.register_buffer(
-            "_epoch_sums", torch.zeros(len(self._epoch_names) + 1), persistent=False
-        )
-        self.last_train_loss: float | None = None
-        """The latest point of the train/loss curve, for the epoch line and the progress bar."""
         self._dataset_size: int | None = None
         self.vae = build_vae(
             image_shape=tuple(image_shape),
@@ -127,16 +100,9 @@ class VAEModule(pl.LightningModule):
             gaussian_std=gaussian_std,
             learn_gaussian_std=learn_gaussian_std,
         )
-        # NHWC weights and inputs let the CPU's convolution kernels skip a layout conversion
-        # per layer (measured faster for the conv model by benchmarks/throughput.py).
-        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if channels_last:
-            self.vae.to(memory_format=torch.channels_last)
+        self._track(("loss", "recon", "kl", *_OBJECTIVE_TERMS[objective]), channels_last)
         # A part of the module, so that its weights and Adam moments are in every checkpoint.
         self.discriminator = discriminator(latent_dim) if objective == "factor_vae" else None
-
-    def architecture(self) -> dict[str, Any]:
-        return {key: self.hparams[key] for key in ARCHITECTURE_KEYS}
 
     def setup(self, stage: str) -> None:
         """β-TC's estimator needs N, the number of examples its minibatches are drawn from."""
@@ -194,16 +160,12 @@ class VAEModule(pl.LightningModule):
         return terms.elbo + penalty, {"dip": penalty}
 
     def _schedule(self) -> dict[str, float]:
-        """The scheduled weights and learning rate now, logged with the training means where
-        they change during the run: a flat line of a setting would take the first card of its
-        TensorBoard group, and HPARAMS has the value."""
-        hp, logged = self.hparams, {}
+        """The capacity or a warming-up β, beside the learning rate (`ModuleBase._schedule`)."""
+        hp, logged = self.hparams, super()._schedule()
         if hp.objective == "capacity":
             logged["train/capacity"] = self.capacity
         elif hp.objective in ("beta", "beta_tc") and hp.beta_warmup_steps > 0:
             logged["train/beta"] = self.beta
-        if hp.scheduler != "none":
-            logged["train/lr"] = self.optimizers().param_groups[0]["lr"]
         return logged
 
     def forward(self, x: Tensor) -> Tensor:
@@ -211,7 +173,7 @@ class VAEModule(pl.LightningModule):
         return self.vae.reconstruct(x)
 
     def _terms(self, batch: tuple[Tensor, Tensor]) -> ELBOTerms:
-        return elbo_terms(self.vae, batch[0].contiguous(memory_format=self._memory_format))
+        return elbo_terms(self.vae, self._images(batch[0]))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         terms = self._terms(batch)
@@ -219,115 +181,31 @@ class VAEModule(pl.LightningModule):
         # FactorVAE's discriminator learns in the same backward pass and optimizer step as the
         # VAE: factor_vae_terms routes each loss's gradients to its own network only.
         optimised = loss + logged["discriminator_loss"] if self.discriminator is not None else loss
-        if loss.device.type == "cpu":  # elsewhere at the logging steps: see check_finite
-            check_finite(optimised, self.global_step + 1)
-        with torch.no_grad():
-            means = [loss, terms.recon.mean(), terms.kl.sum(1).mean(), *logged.values()]
-            self._train_sums += torch.stack(means)
-        self._train_steps += 1
-        # Lightning writes step metrics every `log_every_n_steps` batches; logging only then,
-        # the means since the last write, spares every other step the logging work and,
-        # on a GPU, the host-device sync.
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self._log_train_means()
+        self._accumulate(
+            optimised, [loss, terms.recon.mean(), terms.kl.sum(1).mean(), *logged.values()]
+        )
         return optimised
 
-    def _log_train_means(self) -> None:
-        """The means since the last point, written to the loggers in one host transfer.
-
-        Straight to the loggers rather than through `self.log`, which costs 2-4 ms a call on
-        the CPU (Lightning's checks and bookkeeping of each value): on short epochs that was a
-        tenth of the run (benchmarks/throughput.py, small data).
-        """
-        values = (self._train_sums / self._train_steps).tolist()
-        means = dict(zip(self._train_names, values, strict=True))
-        check_finite(torch.tensor(means["loss"]), self.global_step + 1)
-        points = {
-            "train/elbo": means["recon"] + means["kl"],
-            **{f"train/{name}": value for name, value in means.items()},
-            **self._schedule(),
-        }
-        for logger in self.loggers:
-            logger.log_metrics(points, step=self.global_step)
-        self.last_train_loss = means["loss"]
-        self._train_sums.zero_()
-        self._train_steps = 0
-
-    def on_validation_epoch_start(self) -> None:
-        self._epoch_sums.zero_()
-
-    def on_test_epoch_start(self) -> None:
-        self._epoch_sums.zero_()
-
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._add_to_epoch(self._terms(batch))
+        self._add_terms_to_epoch(self._terms(batch))
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._add_to_epoch(self._terms(batch))
+        self._add_terms_to_epoch(self._terms(batch))
 
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_means("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_means("test")
-
-    def _add_to_epoch(self, terms: ELBOTerms) -> None:
+    def _add_terms_to_epoch(self, terms: ELBOTerms) -> None:
         loss, logged = self.objective(terms)
         means = [terms.elbo, loss, terms.recon.mean(), terms.kl.sum(1).mean(), *logged.values()]
-        count = terms.recon.shape[0]
-        with torch.no_grad():
-            self._epoch_sums[:-1] += torch.stack(means).float() * count
-            self._epoch_sums[-1] += count
+        self._add_to_epoch(means, terms.recon.shape[0])
 
-    def _log_epoch_means(self, stage: str) -> None:
-        """Each term's mean over every example of the split (summed across DDP ranks), logged
-        once per epoch. The test numbers (one per run) go to metrics.json and the console but
-        not to TensorBoard: as single dots they would fill the first screen of its TIME SERIES
-        view, which opens the first two tag groups by name (test, train), and leave the
-        validation curves and pictures closed."""
-        totals = self.trainer.strategy.reduce(self._epoch_sums.clone(), reduce_op="sum")
-        if totals[-1] == 0:  # no batch (a validation of no batches)
-            return
-        means = (totals[:-1] / totals[-1]).tolist()
-        named = {
-            f"{stage}/{name}": mean for name, mean in zip(self._epoch_names, means, strict=True)
-        }
-        # The means are the same on every rank already; without sync_dist Lightning warns on
-        # every rank that epoch-level values should be synced.
-        self.log_dict(named, logger=stage != "test", sync_dist=True)
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups: list[dict[str, Any]] = [{"params": self.vae.parameters()}]
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        groups = super()._parameter_groups()
         if self.discriminator is not None:
             # One optimizer, two parameter groups: Adam's moments are per weight, so the
             # discriminator's group is an Adam of its own settings; Lightning's manual
             # optimization, the way to two optimizers, would count each batch as two steps and
             # refuse trainer.gradient_clip_val.
             groups.append({"params": self.discriminator.parameters(), **_DISCRIMINATOR_ADAM})
-        optimizer = torch.optim.Adam(
-            groups,
-            lr=hp.lr,
-            betas=tuple(hp.adam_betas),
-            weight_decay=hp.weight_decay,
-            **self._adam_implementation(),
-        )
-        if hp.scheduler == "none":
-            return optimizer
-        if hp.scheduler == "cosine":
-            total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": cosine, "interval": "step"},
-            }
-        if hp.scheduler == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": plateau, "monitor": "val/elbo", "interval": "epoch"},
-            }
-        raise UserError(f"model.scheduler={hp.scheduler!r} is not allowed: none, cosine or plateau")
+        return groups
 
     def configure_gradient_clipping(
         self,
@@ -345,17 +223,3 @@ class VAEModule(pl.LightningModule):
         elif gradient_clip_val:
             for group in optimizer.param_groups:
                 torch.nn.utils.clip_grad_norm_(group["params"], gradient_clip_val)
-
-    def _adam_implementation(self) -> dict[str, bool]:
-        """The fused Adam kernel: one pass over all weights per step instead of one kernel per
-        operation (foreach) or per tensor (torch's CPU default); on a 2-core CPU it measured
-        1-2 ms less per step of the 784-400-20 MLP than either (benchmarks/throughput.py).
-
-        It unscales gradients inside its step, after Lightning would have clipped them, so
-        Lightning refuses it with gradient clipping under mixed precision (16-mixed and
-        bf16-mixed alike): then foreach, the next best.
-        """
-        clipping = bool(self.trainer.gradient_clip_val)
-        if clipping and self.trainer.precision in ("16-mixed", "bf16-mixed"):
-            return {"foreach": True}
-        return {"fused": True}

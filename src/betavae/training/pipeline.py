@@ -18,6 +18,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 
+from betavae.data.base import class_names
 from betavae.lifecycle.checkpoints import AtomicCheckpointIO, RunCheckpoints, stage_metrics
 from betavae.lifecycle.divergence import Diverged
 from betavae.lifecycle.layout import CHECKPOINT_DIR, DIVERGED, write_metrics
@@ -27,7 +28,7 @@ from betavae.lifecycle.stopping import GracefulStop
 from betavae.training.callbacks import BeginRun, build_callbacks
 from betavae.training.checkpoint_fit import check_checkpoint_fits
 from betavae.training.disentanglement import test_metrics
-from betavae.training.module import VAEModule
+from betavae.training.model_kinds import build_module
 from betavae.training.results import (
     diverged_metrics,
     final_metrics,
@@ -51,13 +52,14 @@ def train(plan: Plan) -> dict[str, Any]:
     check_devices(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    module = VAEModule(image_shape=datamodule.image_shape, **OmegaConf.to_container(cfg.model))
+    # Missing data, or labels it lacks, fail here, before the run has files, not in the middle
+    # of `fit`; M2 counts the data's classes.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg.model, datamodule)
     if plan.checkpoint is not None:
         key = "ckpt_path" if plan.action is Action.FORK else "resume"
         check_checkpoint_fits(plan.checkpoint, module, key)
-    # Missing data fails here, before the run has files, not in the middle of `fit`.
-    datamodule.prepare_data()
-    datamodule.setup("fit")
     checkpoints = RunCheckpoints(
         run_dir / CHECKPOINT_DIR,
         cfg.callbacks.checkpoint.every_n_train_steps,
@@ -76,6 +78,7 @@ def train(plan: Plan) -> dict[str, Any]:
                 progress_bar,
                 cfg.trainer.log_every_n_steps,
                 getattr(datamodule, "factor_names", None),
+                class_names(datamodule.train_set),
             ),
             GracefulStop(STOP_REQUESTS, checkpoints),
             checkpoints,

@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from betavae.evaluation.classifier_keys import TEST_ACCURACY, TEST_CROSS_ENTROPY
 from betavae.evaluation.disentanglement_names import DRAWN_SCORES, test_key
 from betavae.evaluation.metrics import format_mig
 from betavae.evaluation.mig_keys import MIG, MIG_LEFT_OUT, mig_gaps
@@ -66,14 +67,22 @@ def run_description(
     """The line that says what is about to be trained, where, and how long."""
     parameters = sum(p.numel() for p in module.vae.parameters())
     examples = len(datamodule.train_set)
+    image = "x".join(map(str, datamodule.image_shape))
+    images = f"{examples:,} images {image}"
+    labelled = datamodule.labelled_set
+    if labelled is not None:  # M2: the training batches are the unlabelled images'
+        examples -= len(labelled)
+        images += (
+            f", {len(labelled):,} of them labelled ({datamodule.labels_per_class} per class, "
+            f"label seed {datamodule.label_seed})"
+        )
     steps = math.ceil(examples / (datamodule.batch_size * trainer.world_size))
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
     processes = f" x {trainer.world_size}" if trainer.world_size > 1 else ""
-    image = "x".join(map(str, datamodule.image_shape))
     epochs = cfg.trainer.max_epochs
     return (
         f"Training a {cfg.model.network} VAE (latent {cfg.model.latent_dim}, {parameters:,} "
-        f"parameters, {objective_summary(cfg.model)}) on {examples:,} images {image}: "
+        f"parameters, {objective_summary(cfg.model)}) on {images}: "
         f"{epochs} epoch{'s' * (epochs != 1)} of {steps} steps, {device}{processes}, "
         f"{trainer.precision}, in {shown_path(run_dir)}"
     )
@@ -88,6 +97,7 @@ def objective_summary(model: DictConfig) -> str:
         "factor_vae": f"FactorVAE, gamma {model.factor_vae_gamma:g}",
         "dip_vae_i": f"DIP-VAE-I, lambda_od {model.dip_lambda_od:g}",
         "dip_vae_ii": f"DIP-VAE-II, lambda_od {model.dip_lambda_od:g}",
+        "m2": f"M2, alpha {model.m2_alpha:g}",
     }[model.objective]
 
 
@@ -117,6 +127,10 @@ def summary(run_dir: Path, metrics: dict[str, Any], tensorboard_logdir: Path) ->
     drawn = {f"test {n}": metrics[test_key(n)] for n in DRAWN_SCORES if test_key(n) in metrics}
     width = max([20, *map(len, drawn)])  # values under the MIG's where the names allow
     lines += [f"  {label:{width}}{value:>8.3f}" for label, value in drawn.items()]
+    if TEST_ACCURACY in metrics:
+        cross_entropy = metrics[TEST_CROSS_ENTROPY]
+        row = f"{metrics[TEST_ACCURACY]:>10.3f}   (q(y|x); cross-entropy {cross_entropy:.3f} nats)"
+        lines.append(f"  {'test accuracy':18}{row}")
     best = metrics["best_checkpoint"]
     lines += [
         f"Run directory:   {shown_path(run_dir)}",

@@ -7,6 +7,7 @@ to the same run.
 """
 
 import io
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +38,8 @@ _LAYOUT = {
         ("reconstruction −log p(x|z) (nats per example)", r"^(train|val)/recon$"),
         ("KL(q(z|x) ‖ p(z)) (nats per example)", r"^(train|val)/kl$"),
         ("objective recon + β·KL (nats per example)", r"^(train|val)/loss$"),
+        ("M2's classifier: accuracy", r"^(train|val)/accuracy$"),
+        ("M2's classifier: cross-entropy (nats per image)", r"^(train|val)/cross_entropy$"),
     ],
 }
 
@@ -67,7 +70,7 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if not self._layout_written:
-            self._write(_layout_summary(), step or 0)
+            self._write(_layout_summary(metrics), step or 0)
             self._layout_written = True
         for tag, value in metrics.items():
             if tag in _NOT_LOGGED:
@@ -123,7 +126,9 @@ class RunLogger(TensorBoardLogger):
         self.experiment._get_file_writer().add_summary(summary, step)
 
 
-def _layout_summary() -> Summary:
+def _layout_summary(first_logged: dict[str, float]) -> Summary:
+    """The charts of the quantities that the run logs, known from its first logged values (all
+    of a step's training means, or all of an epoch's validation values)."""
     layout = layout_pb2.Layout(
         category=[
             layout_pb2.Category(
@@ -133,6 +138,7 @@ def _layout_summary() -> Summary:
                         title=chart, multiline=layout_pb2.MultilineChartContent(tag=[regex])
                     )
                     for chart, regex in charts
+                    if any(re.search(regex, tag) for tag in first_logged)
                 ],
             )
             for title, charts in _LAYOUT.items()

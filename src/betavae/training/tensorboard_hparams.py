@@ -150,7 +150,7 @@ def _experiment(jobs: list[Job], planned: dict[str, list[Value]]) -> Summary:
         api_pb2.MetricInfo(
             name=api_pb2.MetricName(tag=tag), display_name=tag, description=describe(tag)
         )
-        for tag in hparams_metrics(bool(factors), tests)
+        for tag in hparams_metrics(bool(factors), tests, any(_is_m2(job) for job in jobs))
     ]
     experiment = api_pb2.Experiment(
         hparam_infos=hparams,
@@ -164,6 +164,11 @@ def _has_factors(job: Job) -> bool:
     """Whether a job's data has generative factors, and so a val/mig curve and test metrics."""
     target = job.config.get("data._target_")
     return target is not None and hasattr(get_class(target), "ground_truth")
+
+
+def _is_m2(job: Job) -> bool:
+    """Whether a job trains M2, and so has a val/accuracy curve."""
+    return job.config.get("model.objective") == "m2"
 
 
 def _hparam_info(key: str, values: list[Value], everywhere: bool) -> api_pb2.HParamInfo:

@@ -10,9 +10,12 @@ from betavae.vae.factor_vae import (
     permute_dims,
     total_correlation_estimate,
 )
-from betavae.vae.importance import importance_weighted_log_likelihood
+from betavae.vae.importance import (
+    importance_weighted_log_likelihood,
+    m2_importance_weighted_log_likelihood,
+)
 from betavae.vae.likelihoods import BernoulliLikelihood, GaussianLikelihood
-from betavae.vae.m2 import M2VAE, build_m2
+from betavae.vae.m2 import M2VAE, M2AtLabel, build_m2
 from betavae.vae.m2_objectives import (
     M2Terms,
     classification_loss,
@@ -45,6 +48,7 @@ __all__ = [
     "FactorVAETerms",
     "GaussianLikelihood",
     "KLDecomposition",
+    "M2AtLabel",
     "M2Terms",
     "VAEOutput",
     "beta_tc_loss",
@@ -66,6 +70,7 @@ __all__ = [
     "kl_standard_normal",
     "labelled_terms",
     "log_normal",
+    "m2_importance_weighted_log_likelihood",
     "permute_dims",
     "semi_supervised_loss",
     "total_correlation_estimate",

@@ -47,8 +47,16 @@ class M2VAE(nn.Module):
         """Logits (B, K) of q(y|x)."""
         return self.classifier(x)
 
-    def encode(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(mu, logvar) of q(z|x,y), logvar clamped like the VAE's."""
+    def predict(self, x: Tensor) -> Tensor:
+        """(B,) the most probable class under q(y|x)."""
+        return self.classify(x).argmax(1)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) of q(z|x,y), logvar clamped like the VAE's. Without labels, at the
+        classes q(y|x) predicts: the code of an image as M2 reads it, which is what the
+        evaluations of a VAE's code (MIG, probes, traversals) read of an M2."""
+        if y is None:
+            y = self.predict(x)
         return gaussian_posterior(self.encoder(x, F.one_hot(y, self.num_classes)))
 
     def decode(self, z: Tensor, y: Tensor) -> Tensor:
@@ -61,6 +69,16 @@ class M2VAE(nn.Module):
         z = reparameterize(mu, logvar)
         return VAEOutput(params=self.decode(z, y), mu=mu, logvar=logvar, z=z)
 
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """μ decoded at the predicted class, like `VAE.reconstruct`: reproducible pictures."""
+        y = self.predict(x)
+        mu, _ = self.encode(x, y)
+        return self.likelihood.mean(self.decode(mu, y))
+
+    def at_label(self, label: int) -> "M2AtLabel":
+        """This M2 with y fixed to `label`: a VAE of z alone, for what draws or scores z."""
+        return M2AtLabel(self, label)
+
     def sample(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One image (n, C, H, W) of each class in `labels` (n,), with z from the prior; pass a
         generator for the same images each call."""
@@ -68,6 +86,27 @@ class M2VAE(nn.Module):
         n, device, dtype = len(labels), weight.device, weight.dtype
         z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=dtype)
         return self.likelihood.mean(self.decode(z, labels.to(device)))
+
+
+class M2AtLabel:
+    """An M2 with its class fixed: what a VAE offers of z (`encode`, `decode`, `likelihood`,
+    `latent_dim`), so that traversals, interpolations and the importance-weighted bound of a
+    VAE work on p(x|y,z) q(z|x,y) for one y."""
+
+    def __init__(self, m2: M2VAE, label: int) -> None:
+        self.m2 = m2
+        self.label = label
+        self.likelihood = m2.likelihood
+        self.latent_dim = m2.latent_dim
+
+    def _labels(self, like: Tensor) -> Tensor:
+        return torch.full((len(like),), self.label, device=like.device, dtype=torch.long)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.m2.encode(x, self._labels(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.m2.decode(z, self._labels(z))
 
 
 def build_m2(

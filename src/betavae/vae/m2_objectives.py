@@ -34,6 +34,8 @@ class M2Terms:
     """(B, D) KL(q(z|x,y) ‖ p(z)) per latent dimension, at the given y or expected under q(y|x)."""
     kl_y: Tensor
     """(B,) log K (labelled), KL(q(y|x) ‖ p(y)) = log K − H(q(y|x)) (unlabelled)."""
+    log_q_y: Tensor | None = None
+    """(B, K) log q(y|x), the weights of the sum over y (unlabelled; None for labelled)."""
 
     @property
     def negative_bound(self) -> Tensor:
@@ -65,6 +67,7 @@ def unlabelled_terms(m2: M2VAE, x: Tensor) -> M2Terms:
         recon=(weights * every.recon.view(k, b)).sum(0),
         kl_z=(weights[..., None] * every.kl_z.view(k, b, -1)).sum(0),
         kl_y=(q * log_q).sum(1) + math.log(k),
+        log_q_y=log_q,
     )
 
 
