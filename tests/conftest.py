@@ -17,6 +17,20 @@ from betavae.config.schema import register_schemas
 LOCAL_SLURM = Path(__file__).parents[1] / "scripts" / "local_slurm.sh"
 
 
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist, each worker's torch, and the processes its tests start, use its
+    share of the cores: two workers each running two OpenMP threads on two cores slow each
+    other about tenfold (their threads spin-wait for each other)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[variable] = threads
+
+
+_share_the_cores_between_workers()
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data cache for the whole session, so sprites are rendered once per size."""

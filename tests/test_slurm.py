@@ -12,7 +12,7 @@ from helpers import SLURM_CPU, TINY_RUN, event_file_pids, run_cli, run_process, 
 from betavae.loading import load_run
 from betavae.vae import kl_standard_normal
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt")
 EPOCHS = 2

@@ -22,7 +22,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from betavae.lifecycle.commands import shell_word
 from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 # 4,000 sprites: 3,200 for training, 50 steps of 64 per epoch; one CPU per job.
 STEPS_PER_EPOCH = 50
