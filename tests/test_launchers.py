@@ -1,12 +1,14 @@
 """Sweeps through other Hydra launchers and sweepers: parallel jobs, submitit/SLURM, Optuna."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import TINY_RUN, event_file_pids, run_cli, run_process
+from helpers import TINY_RUN, console_script, event_file_pids, run_cli, run_process
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -33,16 +35,30 @@ def _jobs(sweep: Path) -> list[Path]:
 @pytest.mark.slow
 def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
     args = ["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *CPU_RUN]
-    result = run_process([*args, "model.beta=1,4", "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+    # Output to a file rather than a pipe, so that the command's own end is what is waited for.
+    with (tmp_path / "sweep.log").open("w") as log:
+        status = subprocess.run(
+            [console_script("betavae-train"), *args, "model.beta=1,4", "hydra.sweep.dir=sweep"],
+            cwd=tmp_path,
+            env={**os.environ, "BETAVAE_DATA_DIR": str(data_dir)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        ).returncode
 
-    assert result.returncode == 0, result.stderr
-    assert "Joblib.Parallel(n_jobs=2,backend=loky" in result.stdout + result.stderr
+    output = (tmp_path / "sweep.log").read_text()
+    assert status == 0, output
+    assert "Joblib.Parallel(n_jobs=2,backend=loky" in output
     jobs = _jobs(tmp_path / "sweep")
     # Each job ran in a worker process of its own, not one after the other in this process as
     # Hydra's basic launcher would run them.
     pids = [event_file_pids(job) for job in jobs]
     assert [len(p) for p in pids] == [1, 1]
     assert len(pids[0] | pids[1]) == 2
+    # The workers ended with the command: none is left waiting for more work, holding a
+    # user's `| tee` open for loky's five-minute idle timeout.
+    for pid in pids[0] | pids[1]:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the sweep"
     for job in jobs:
         trainer = yaml.safe_load((job / "config.yaml").read_text())["trainer"]
         assert (trainer["accelerator"], trainer["devices"]) == ("cpu", 1)

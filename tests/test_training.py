@@ -77,9 +77,12 @@ def test_training_lowers_val_elbo_and_logs_every_scalar_with_its_description(tra
 
     expected = {f"{s}/{m}" for s in ("train", "val") for m in ("loss", "recon", "kl", "elbo")}
     assert expected <= tags
-    # Not as curves: the epoch, the constant β and learning rate, the test split's one point.
+    # Not as curves: the epoch, the constant β and learning rate, the test split's ELBO terms.
+    # The test metrics (MIG by default) are one point at the last step, for HPARAMS to show.
     assert not {"epoch", "train/beta", "train/lr"} & tags
-    assert not any(tag.startswith("test/") for tag in tags)
+    assert {tag for tag in tags if tag.startswith("test/")} == {"test/mig"}
+    last_point = (metrics["global_step"], pytest.approx(metrics["test/mig"]))
+    assert scalars(events, "test/mig") == [last_point]
     for tag in expected:
         assert events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
         assert "." in events.SummaryMetadata(tag).summary_description, tag

@@ -175,6 +175,17 @@ def _process_overrides(argv: list[str]) -> list[str]:
     return ["hydra/job_logging=disabled"] if _rank() > 0 else []
 
 
+def _end_parallel_workers() -> None:
+    """End the worker processes of hydra/launcher=parallel. Hydra's joblib launcher leaves
+    loky's reusable workers waiting 300 s for more work; Python's exit would end them, but the
+    console scripts end without Python's teardown (apps/console.py), and the orphans kept the
+    sweep's output pipes open (`betavae-train -m ... | tee`, a test's captured output) for those
+    five minutes. loky keeps its one executor in a module global."""
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if reusable is not None and reusable._executor is not None:
+        reusable._executor.shutdown(wait=True, kill_workers=True)
+
+
 def main() -> None:
     STOP_REQUESTS.install()
     # Optuna's database layer announces each of its plugins as Hydra loads the Optuna sweeper.
@@ -198,5 +209,7 @@ def main() -> None:
         )
     except RunStopped as stopped:
         _stopped(stopped, planned, argv)
+    finally:
+        _end_parallel_workers()
     if planned.sweep_dir is not None and is_multirun(argv) and planned.sweep_dir.is_dir():
         _end_of_sweep(planned.sweep_dir)

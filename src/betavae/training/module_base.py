@@ -11,6 +11,7 @@ from torch import Tensor
 
 from betavae.errors import UserError
 from betavae.lifecycle.divergence import check_finite
+from betavae.training.tensorboard import RunLogger
 
 # Hyper-parameters that fix the shapes of the weights: a checkpoint only fits a module whose
 # values for these match.
@@ -27,9 +28,9 @@ ARCHITECTURE_KEYS = (
 
 class ModuleBase(pl.LightningModule):
     """A subclass saves its hyper-parameters (`lr`, `adam_betas`, `weight_decay`, `scheduler`
-        among them), builds its model in `self.vae`, and calls `_track(names)` with the names of
-        what its training steps pass to `_accumulate`: `loss`, `recon` and `kl` first; its validation
-    and test steps pass `_add_to_epoch` the batch's `elbo` and then the same."""
+    among them), builds its model in `self.vae`, and calls `_track(names)` with the names of
+    what its training steps pass to `_accumulate`: `loss`, `recon` and `kl` first; its
+    validation and test steps pass `_add_to_epoch` the batch's `elbo`, then the same."""
 
     def _track(self, names: Sequence[str], channels_last: bool) -> None:
         # Training loss, recon, KL and the objective's own terms summed on the device since the
@@ -99,6 +100,14 @@ class ModuleBase(pl.LightningModule):
         if self.hparams.scheduler == "none":
             return {}
         return {"train/lr": self.optimizers().param_groups[0]["lr"]}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The curves up to the checkpoint's step go to disk with it: the event file is
+        otherwise flushed every few seconds, and a run killed (SIGKILL) after a checkpoint and
+        resumed from it would miss the points logged before the kill."""
+        for logger in self.loggers:
+            if isinstance(logger, RunLogger):
+                logger.flush()
 
     def on_validation_epoch_start(self) -> None:
         self._epoch_sums.zero_()

@@ -111,8 +111,13 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def save(self) -> None:
         if time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS:
-            self.experiment.flush()
-            self._flushed_at = time.monotonic()
+            self.flush()
+
+    @rank_zero_only
+    def flush(self) -> None:
+        """Write every point logged so far to the event file now."""
+        self.experiment.flush()
+        self._flushed_at = time.monotonic()
 
     def finalize(self, status: str) -> None:
         for future in self._drawn:  # the last pictures are in before the run ends
