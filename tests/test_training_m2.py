@@ -84,14 +84,14 @@ def test_the_model_apps_use_the_m2_run(m2_run, data_dir):
     assert isinstance(run.module, M2Module) and run.module.hparams.num_classes == 3
 
     for args, script in (
-        (["k=20"], "betavae-eval"),
+        (["k=20", "metrics=[mig]"], "betavae-eval"),  # the other metrics: M1's tests
         (["n=16"], "betavae-sample"),
         ([], "betavae-encode"),
     ):
         result = run_cli([f"run={run_dir}", *args], run_dir, data_dir, script=script)
         assert result.returncode == 0, (script, result.stderr)
 
-    evaluated = _metrics(run_dir, "eval/metrics-test-k=20.json")
+    evaluated = _metrics(run_dir, "eval/metrics-test-k=20-metrics=mig.json")
     trained = _metrics(run_dir)
     # The test split's q(y|x) of the best checkpoint, measured twice.
     assert evaluated["classifier_accuracy"] == pytest.approx(trained["test/accuracy"], abs=1e-6)

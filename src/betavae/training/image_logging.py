@@ -6,13 +6,12 @@ How often: every `every_n_epochs` epochs where it is set; by default as often as
 pictures' share of the run's time near `PICTURE_SHARE`, which is every epoch of a run whose
 epochs take a few seconds, and every few epochs where epochs take a fraction of a second
 (where drawing every epoch took a tenth of the run: benchmarks/throughput.py, small data).
-Always after the first validation and after the last epoch. The model's part (decoding) is done
-in the training loop; drawing and compressing, in the logger's drawing thread.
+Always after the first validation and after the last epoch. Decoding, drawing and compressing
+are all done in the training loop (why not in a thread: `betavae.training.tensorboard.RunLogger`).
 """
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from functools import partial
 
 import lightning.pytorch as pl
@@ -36,18 +35,16 @@ class _ValidationImageLogger(Callback):
     scalars. `every_n_epochs=None`: as often as the pictures' time share allows.
 
     The model's part (decoding) is done here; drawing the grids, their labels and the PNG
-    files is done in the logger's drawing thread (`RunLogger.draw_image`), beside training.
+    files, by the logger (`RunLogger.log_image`).
     """
 
     def __init__(self, every_n_epochs: int | None, num_inputs: int) -> None:
         self.every_n_epochs = every_n_epochs
         self.num_inputs = num_inputs
         self._inputs: Tensor | None = None
-        # When the last pictures were made, what the model's part of them took, and their
-        # drawings (whose results are the seconds drawing took).
+        # When the last pictures were made, and the seconds they took.
         self._made_at: float | None = None
-        self._decoding = 0.0
-        self._drawings: list[Future[float]] = []
+        self._cost = 0.0
 
     def on_validation_batch_end(
         self,
@@ -71,9 +68,10 @@ class _ValidationImageLogger(Callback):
         with torch.no_grad():
             drawings = self.pictures(pl_module.vae, self._inputs.to(pl_module.device))
         step = logged_step(trainer)
-        self._drawings = [logger.draw_image(tag, draw, step) for tag, draw in drawings.items()]
+        for tag, draw in drawings.items():
+            logger.log_image(tag, draw(), step)
         self._made_at = time.monotonic()
-        self._decoding = self._made_at - started
+        self._cost = self._made_at - started
 
     def _due(self, trainer: pl.Trainer) -> bool:
         epochs_done = trainer.current_epoch + 1
@@ -83,10 +81,7 @@ class _ValidationImageLogger(Callback):
             return epochs_done % self.every_n_epochs == 0
         if self._made_at is None:  # the first pictures of this process: at once
             return True
-        if not all(drawing.done() for drawing in self._drawings):
-            return False
-        cost = self._decoding + sum(drawing.result() for drawing in self._drawings)
-        return time.monotonic() - self._made_at >= cost / PICTURE_SHARE
+        return time.monotonic() - self._made_at >= self._cost / PICTURE_SHARE
 
     def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
         """TensorBoard tag -> a function drawing its picture (3, H, W) in [0, 1] from what the

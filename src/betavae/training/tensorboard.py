@@ -9,8 +9,6 @@ to the same run.
 import io
 import re
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,12 @@ class RunLogger(TensorBoardLogger):
     TensorBoard takes a tag's description from its first point, so only the first point of each
     tag in a process carries it; and the file is flushed at most every `FLUSH_SECONDS` (and when
     the run ends), not at every point as Lightning asks: each flush cost a millisecond or more.
-    Pictures are drawn and compressed in a thread of their own (`draw_image`), beside training.
+    Pictures are drawn in the training thread: drawn beside training, in a
+    thread of their own, their torch and zlib work took a core from training's OpenMP threads,
+    which then wait at every barrier for the one that lost its core. On the 2-core machine that
+    halved the training speed of a whole 12-epoch run on 3,600 MNIST-format images, not just
+    while a picture was drawn (benchmarks/throughput.py, small data: 5,800-8,800 training
+    images/s against 12,600-14,100 drawn in the training thread).
     """
 
     FLUSH_SECONDS = 5.0
@@ -64,8 +67,6 @@ class RunLogger(TensorBoardLogger):
         self._layout_written = False
         self._described: set[str] = set()
         self._flushed_at = time.monotonic()
-        self._drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pictures")
-        self._drawn: list[Future[float]] = []
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -95,19 +96,6 @@ class RunLogger(TensorBoardLogger):
         )
         self._write(summary, step)
 
-    def draw_image(self, tag: str, draw: Callable[[], Tensor], step: int) -> Future[float]:
-        """Draw a picture (`draw()`: (3, H, W) in [0, 1]) and log it, in the drawing thread;
-        the future's result is the seconds it took. Only rank zero's drawings are logged."""
-
-        def drawn() -> float:
-            started = time.monotonic()
-            self.log_image(tag, draw(), step)
-            return time.monotonic() - started
-
-        future = self._drawing.submit(drawn)
-        self._drawn.append(future)
-        return future
-
     @rank_zero_only
     def save(self) -> None:
         if time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS:
@@ -120,9 +108,6 @@ class RunLogger(TensorBoardLogger):
         self._flushed_at = time.monotonic()
 
     def finalize(self, status: str) -> None:
-        for future in self._drawn:  # the last pictures are in before the run ends
-            future.result()
-        self._drawn.clear()
         if rank_zero_only.rank == 0:
             self.experiment.flush()
         super().finalize(status)
