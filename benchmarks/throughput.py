@@ -1,7 +1,7 @@
 """Training throughput of betavae against plain PyTorch loops, measured in one run.
 
-    python benchmarks/throughput.py            # about 15 minutes on 2 CPU cores
-    python benchmarks/throughput.py --quick    # every contender once, small: under 2 minutes
+    python benchmarks/throughput.py            # about 17 minutes on 2 CPU cores
+    python benchmarks/throughput.py --quick    # every contender once, small: about 3 minutes
 
 Every contender trains the same model (betavae's own MLP 784-400-20 VAE, Bernoulli
 likelihood, Adam 1e-3, batch 128) on the same MNIST-format files, which this script writes
