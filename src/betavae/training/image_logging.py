@@ -6,13 +6,18 @@ How often: every `every_n_epochs` epochs where it is set; by default as often as
 pictures' share of the run's time near `PICTURE_SHARE`, which is every epoch of a run whose
 epochs take a few seconds, and every few epochs where epochs take a fraction of a second
 (where drawing every epoch took a tenth of the run: benchmarks/throughput.py, small data).
-Always after the first validation and after the last epoch. Decoding, drawing and compressing
-are all done in the training loop (why not in a thread: `betavae.training.tensorboard.RunLogger`).
+Always after the first validation and after the last epoch.
+
+Decoding, drawing and compressing are all done in the training thread. Drawn in a thread beside
+training, their torch and zlib work took a core from training's OpenMP threads, which then wait
+at every barrier for the one that lost its core: on the 2-core machine that halved the training
+speed of a whole 12-epoch run on 3,600 MNIST-format images, not just while a picture was drawn
+(benchmarks/throughput.py, small data: 5,800-8,800 training images/s against 12,600-14,100
+drawn in the training thread).
 """
 
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import lightning.pytorch as pl
 import torch
@@ -34,8 +39,8 @@ class _ValidationImageLogger(Callback):
     log pictures made from the first validation inputs, at the step of that validation's
     scalars. `every_n_epochs=None`: as often as the pictures' time share allows.
 
-    The model's part (decoding) is done here; drawing the grids, their labels and the PNG
-    files, by the logger (`RunLogger.log_image`).
+    Decoding and drawing the grids and their labels are done here; the PNG files, by the logger
+    (`RunLogger.log_image`).
     """
 
     def __init__(self, every_n_epochs: int | None, num_inputs: int) -> None:
@@ -66,10 +71,10 @@ class _ValidationImageLogger(Callback):
             return
         started = time.monotonic()
         with torch.no_grad():
-            drawings = self.pictures(pl_module.vae, self._inputs.to(pl_module.device))
+            pictures = self.pictures(pl_module.vae, self._inputs.to(pl_module.device))
         step = logged_step(trainer)
-        for tag, draw in drawings.items():
-            logger.log_image(tag, draw(), step)
+        for tag, picture in pictures.items():
+            logger.log_image(tag, picture, step)
         self._made_at = time.monotonic()
         self._cost = self._made_at - started
 
@@ -83,9 +88,9 @@ class _ValidationImageLogger(Callback):
             return True
         return time.monotonic() - self._made_at >= self._cost / PICTURE_SHARE
 
-    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
-        """TensorBoard tag -> a function drawing its picture (3, H, W) in [0, 1] from what the
-        model made of `inputs` now."""
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
+        """TensorBoard tag -> its picture (3, H, W) in [0, 1], drawn from what the model made of
+        `inputs` now."""
         raise NotImplementedError
 
 
@@ -111,7 +116,7 @@ class ImageGridLogger(_ValidationImageLogger):
         self.class_names = class_names
         self._prior_draws: Tensor | None = None
 
-    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
         if self._prior_draws is None:
             generator = torch.Generator().manual_seed(0)
             self._prior_draws = torch.randn(self.num_samples, vae.latent_dim, generator=generator)
@@ -120,8 +125,8 @@ class ImageGridLogger(_ValidationImageLogger):
         samples = prior_images(vae, draws, int(self.num_samples**0.5), self.class_names)
         pairs = torch.cat([inputs.float(), reconstructions.float()]).cpu()
         return {
-            "val/reconstructions": partial(grid, pairs, len(inputs), ["input", "reconstruction"]),
-            "val/samples": partial(grid, *samples),
+            "val/reconstructions": grid(pairs, len(inputs), ["input", "reconstruction"]),
+            "val/samples": grid(*samples),
         }
 
 
@@ -143,7 +148,7 @@ class TraversalLogger(_ValidationImageLogger):
         self.steps = steps
         self.factors = factors
 
-    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Callable[[], Tensor]]:
+    def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
         mu, logvar = vae.encode(inputs)  # M2: z at the predicted classes
         kl = kl_standard_normal(mu, logvar).mean(0)
         order = kl.argsort(descending=True)
@@ -151,4 +156,4 @@ class TraversalLogger(_ValidationImageLogger):
         decoder = vae.at_label(int(vae.predict(inputs[:1]))) if isinstance(vae, M2VAE) else vae
         rows = traversal(decoder, mu[0], order, self.span, self.steps).cpu()
         labels = traversal_labels(order.cpu(), kl.cpu(), self.factors())
-        return {"val/traversal": partial(grid, rows, self.steps, labels)}
+        return {"val/traversal": grid(rows, self.steps, labels)}

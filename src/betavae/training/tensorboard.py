@@ -52,12 +52,7 @@ class RunLogger(TensorBoardLogger):
     TensorBoard takes a tag's description from its first point, so only the first point of each
     tag in a process carries it; and the file is flushed at most every `FLUSH_SECONDS` (and when
     the run ends), not at every point as Lightning asks: each flush cost a millisecond or more.
-    Pictures are drawn in the training thread: drawn beside training, in a
-    thread of their own, their torch and zlib work took a core from training's OpenMP threads,
-    which then wait at every barrier for the one that lost its core. On the 2-core machine that
-    halved the training speed of a whole 12-epoch run on 3,600 MNIST-format images, not just
-    while a picture was drawn (benchmarks/throughput.py, small data: 5,800-8,800 training
-    images/s against 12,600-14,100 drawn in the training thread).
+    Pictures are compressed in the caller's thread (why: `betavae.training.image_logging`).
     """
 
     FLUSH_SECONDS = 5.0
