@@ -1,7 +1,8 @@
 """Training throughput of betavae against plain PyTorch loops, measured in one run.
 
-    python benchmarks/throughput.py            # about 17 minutes on 2 CPU cores
-    python benchmarks/throughput.py --quick    # every contender once, small: about 3 minutes
+    python benchmarks/throughput.py                  # about 17 minutes on 2 CPU cores
+    python benchmarks/throughput.py --quick          # every contender once, small: about 3 minutes
+    python benchmarks/throughput.py --device cuda    # on a GPU (benchmarks/on_gpu.py): ~8 minutes
 
 Every contender trains the same model (betavae's own MLP 784-400-20 VAE, Bernoulli
 likelihood, Adam 1e-3, batch 128) on the same MNIST-format files, which this script writes
@@ -9,222 +10,28 @@ itself (sprites drawn at 28x28, stored as torchvision's raw idx files), with the
 of threads. Each training runs in a fresh process, so memory and start-up time are its own,
 and the contenders take turns in every repeat, so slow spells of a shared machine hit all
 of them. Medians of the repeats are compared in the same run; a table is printed and every
-number goes to a JSON file.
-
-- betavae: the real `betavae-train` entry point (Hydra config, the DataModule, VAEModule,
-  Trainer with the default callbacks, TensorBoard logging and checkpointing), with one
-  timing callback appended.
-- classic: torchvision's MNIST with ToTensor through a DataLoader, as pytorch/examples does.
-- fastest: a plain loop slicing one preloaded tensor in a random order.
+number goes to a JSON file. The contenders are in benchmarks/workers.py.
 """
 
 import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from workers import COMPILE_MODES, TRAIN_FRACTION, WORKERS
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BATCH_SIZE = 128
 LATENT_DIM = 20
-# betavae holds its default 10% of the training file out for validation; the plain loops
-# train on as many images, so the test ELBOs after the same epochs compare.
-TRAIN_FRACTION = 0.9
-
-
-# ---------------------------------------------------------------------------------------------
-# Workers: each trains once in its own process and prints one JSON line.
-# ---------------------------------------------------------------------------------------------
-
-
-class EpochClock:
-    """Times the training batches of each epoch (validation and checkpoints excluded), and the
-    whole of training from its start to its end (everything included)."""
-
-    def __init__(self) -> None:
-        self.first_step: float | None = None
-        self.epoch_seconds: list[float] = []
-        self.epoch_images: list[int] = []
-        self.fit_start: float | None = None
-        self.fit_seconds: float | None = None
-
-    def start_fit(self) -> None:
-        self.fit_start = time.perf_counter()
-
-    def end_fit(self) -> None:
-        self.fit_seconds = time.perf_counter() - self.fit_start
-
-    def start_epoch(self) -> None:
-        self._start, self._images = time.perf_counter(), 0
-
-    def batch_done(self, images: int) -> None:
-        if self.first_step is None:
-            self.first_step = time.time()
-        self._images += images
-        self._last = time.perf_counter()
-
-    def end_epoch(self) -> None:
-        self.epoch_seconds.append(self._last - self._start)
-        self.epoch_images.append(self._images)
-
-    def images_per_second(self) -> float:
-        """Over all epochs but the first when there are several: the first warms caches up."""
-        kept = slice(1, None) if len(self.epoch_seconds) > 1 else slice(None)
-        return sum(self.epoch_images[kept]) / sum(self.epoch_seconds[kept])
-
-
-def _report(clock: EpochClock, spawned_at: float, test_elbo: float) -> None:
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {
-        "images_per_s": clock.images_per_second(),
-        # Every epoch's training images over the whole of training: validation, checkpoints,
-        # logging and pictures included where a contender has them.
-        "end_to_end_images_per_s": sum(clock.epoch_images) / clock.fit_seconds,
-        "startup_s": clock.first_step - spawned_at,
-        "peak_rss_mb": peak_kb / 1024,
-        "test_elbo": test_elbo,
-        "epoch_s": clock.epoch_seconds,
-    }
-    print("RESULT " + json.dumps(result), flush=True)
-
-
-def _plain_model(image_shape: tuple[int, int, int], network: str, latent_dim: int):
-    from betavae.vae import build_vae
-
-    hidden = [400] if network == "mlp" else [256]
-    return build_vae(image_shape, latent_dim, network, hidden, [32, 32, 64, 64], "bernoulli")
-
-
-def _plain_training(
-    batches: Callable[[], Iterator[torch.Tensor]],
-    test_images: torch.Tensor,
-    image_shape: tuple[int, int, int],
-    args: argparse.Namespace,
-) -> None:
-    """The loop both plain contenders share; only where batches come from differs.
-
-    `--accel` switches on one of the optional accelerations, to see whether it pays here.
-    """
-    from betavae.vae import elbo_terms
-
-    torch.manual_seed(0)
-    model = _plain_model(image_shape, args.network, args.latent_dim)
-    memory_format = (
-        torch.channels_last if args.accel == "channels_last" else torch.contiguous_format
-    )
-    model = model.to(memory_format=memory_format)
-    if args.accel == "compile":
-        model.compile()
-    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.accel == "bf16")
-    # torch's default Adam, as a plain loop would write it; `fused_adam` is the kernel betavae
-    # uses, to show how much of the gap between the two is the optimizer.
-    fused = True if args.accel == "fused_adam" else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
-    clock = EpochClock()
-    clock.start_fit()
-    for _ in range(args.epochs):
-        clock.start_epoch()
-        for x in batches():
-            optimizer.zero_grad()
-            with bf16:
-                loss = elbo_terms(model, x.contiguous(memory_format=memory_format)).loss(1.0)
-            loss.backward()
-            optimizer.step()
-            clock.batch_done(len(x))
-        clock.end_epoch()
-    clock.end_fit()
-    with torch.no_grad():
-        total = sum(
-            elbo_terms(model, x).elbo.item() * len(x) for x in test_images.split(BATCH_SIZE)
-        )
-    _report(clock, args.spawned_at, total / len(test_images))
-
-
-def worker_classic(args: argparse.Namespace) -> None:
-    from torch.utils.data import DataLoader, Subset
-    from torchvision import datasets, transforms
-
-    to_tensor = transforms.ToTensor()
-    train = datasets.MNIST(args.data, train=True, download=False, transform=to_tensor)
-    test = datasets.MNIST(args.data, train=False, download=False, transform=to_tensor)
-    kept = Subset(train, range(round(len(train) * TRAIN_FRACTION)))
-    loader = DataLoader(kept, batch_size=BATCH_SIZE, shuffle=True)
-    test_images = torch.stack([image for image, _ in test])
-    _plain_training(lambda: (x for x, _ in loader), test_images, (1, 28, 28), args)
-
-
-def worker_fastest(args: argparse.Namespace) -> None:
-    images, test_images = _preloaded(args)
-
-    def batches() -> Iterator[torch.Tensor]:
-        order = torch.randperm(len(images))
-        for start in range(0, len(images), BATCH_SIZE):
-            yield images[order[start : start + BATCH_SIZE]]
-
-    _plain_training(batches, test_images, tuple(images.shape[1:]), args)
-
-
-def _preloaded(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    if args.sprites:  # as many training and test images as betavae's 80/10/10 split
-        data = torch.load(args.sprites, weights_only=True)["images"].float()
-        train_end, test_end = round(len(data) * 0.8), round(len(data) * 0.9)
-        return data[:train_end], data[train_end:test_end]
-    from torchvision import datasets
-
-    train = datasets.MNIST(args.data, train=True, download=False).data
-    test = datasets.MNIST(args.data, train=False, download=False).data
-    kept = train[: round(len(train) * TRAIN_FRACTION)]
-    return kept.unsqueeze(1).float() / 255, test.unsqueeze(1).float() / 255
-
-
-def worker_betavae(args: argparse.Namespace) -> None:
-    import lightning.pytorch as pl
-
-    import betavae.apps.train as train_app
-    import betavae.training.pipeline as pipeline
-
-    clock = EpochClock()
-
-    class Timing(pl.Callback):
-        def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.start_fit()
-
-        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.end_fit()
-
-        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.start_epoch()
-
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            clock.batch_done(len(batch[0]))
-
-        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            clock.end_epoch()
-
-    # The one change to the real entry point: the timing callback joins the default ones.
-    default_callbacks = pipeline.build_callbacks
-    pipeline.build_callbacks = lambda *a, **k: [*default_callbacks(*a, **k), Timing()]
-    with tempfile.TemporaryDirectory() as outputs:
-        sys.argv = ["betavae-train", *args.overrides, f"paths.output_dir={outputs}"]
-        sys.argv += [f"hydra.run.dir={outputs}/run"]
-        try:
-            train_app.main()
-        finally:
-            metrics = json.loads((Path(outputs) / "run" / "metrics.json").read_text())
-    _report(clock, args.spawned_at, metrics["test/elbo"])
-
-
-WORKERS = {"betavae": worker_betavae, "classic": worker_classic, "fastest": worker_fastest}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,8 +68,17 @@ def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
 _QUICK_RUNS: dict[tuple[str, ...], dict] | None = None
 
 
-def compare(contenders: dict[str, tuple[str, list[str]]], repeats: int, threads: int) -> dict:
-    """`contenders` maps a label to (worker, its arguments); they take turns in each repeat."""
+def compare(
+    contenders: dict[str, tuple[str, list[str]]],
+    repeats: int,
+    threads: int,
+    tolerate_failures: bool = False,
+) -> dict:
+    """`contenders` maps a label to (worker, its arguments); they take turns in each repeat.
+
+    `tolerate_failures`: a contender that fails is reported as skipped, with the last line of
+    its error, and the others still run (on a borrowed GPU there is no time for a second try).
+    """
     runs: dict[str, list[dict]] = {label: [] for label in contenders}
     for repeat in range(repeats):
         for label, (worker, worker_args) in contenders.items():
@@ -270,13 +86,22 @@ def compare(contenders: dict[str, tuple[str, list[str]]], repeats: int, threads:
             if _QUICK_RUNS is not None and key in _QUICK_RUNS:
                 runs[label].append(_QUICK_RUNS[key])
                 continue
-            runs[label].append(run_worker(worker, threads, worker_args))
+            try:
+                runs[label].append(run_worker(worker, threads, worker_args))
+            except RuntimeError as failure:
+                if not tolerate_failures:
+                    raise
+                print(failure, flush=True)
+                runs[label].append({"skipped": f"failed: {str(failure).splitlines()[-1]}"})
             if _QUICK_RUNS is not None:
                 _QUICK_RUNS[key] = runs[label][-1]
-            speed = runs[label][-1]["images_per_s"]
-            print(f"  repeat {repeat + 1}/{repeats} {label:24} {speed:9.0f} images/s", flush=True)
+            result = runs[label][-1]
+            shown = result.get("skipped") or f"{result['images_per_s']:9.0f} images/s"
+            print(f"  repeat {repeat + 1}/{repeats} {label:36} {shown}", flush=True)
     return {
-        label: {
+        label: {"skipped": results[0]["skipped"]}
+        if "skipped" in results[0]
+        else {
             "images_per_s": statistics.median(r["images_per_s"] for r in results),
             "images_per_s_all": [r["images_per_s"] for r in results],
             "end_to_end_images_per_s": statistics.median(
@@ -285,37 +110,54 @@ def compare(contenders: dict[str, tuple[str, list[str]]], repeats: int, threads:
             "end_to_end_images_per_s_all": [r["end_to_end_images_per_s"] for r in results],
             "startup_s": statistics.median(r["startup_s"] for r in results),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            **(
+                {"peak_cuda_mb": max(r["peak_cuda_mb"] for r in results)}
+                if "peak_cuda_mb" in results[0]
+                else {}
+            ),
             "test_elbo": statistics.median(r["test_elbo"] for r in results),
+            **({"sync_audit": results[0]["sync_audit"]} if "sync_audit" in results[0] else {}),
         }
         for label, results in runs.items()
     }
 
 
 def betavae_overrides(
-    data_args: list[str], epochs: int, network: str, latent_dim: int = LATENT_DIM
+    data_args: list[str],
+    epochs: int,
+    network: str,
+    latent_dim: int = LATENT_DIM,
+    device: str = "cpu",
+    batch_size: int = BATCH_SIZE,
 ) -> list[str]:
     return [
         *data_args,
         f"model={network}",
         f"model.latent_dim={latent_dim}",
-        f"data.batch_size={BATCH_SIZE}",
+        f"data.batch_size={batch_size}",
         f"trainer.max_epochs={epochs}",
-        "trainer.accelerator=cpu",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
     ]
 
 
 def table(title: str, results: dict) -> str:
     """Each row's speed also as a ratio: the first row's images/s over this row's."""
-    first, reference = next(iter(results)), next(iter(results.values()))["images_per_s"]
+    first, reference = next(iter(results)), next(iter(results.values())).get("images_per_s")
+    cuda = any("peak_cuda_mb" in r for r in results.values())
     lines = [
         title,
-        f"  {'':24}{'images/s':>10}{f'{first} / this':>18}{'start-up s':>12}"
-        f"{'peak RSS MB':>13}{'test -ELBO':>12}",
+        f"  {'':36}{'images/s':>10}{f'{first} / this':>18}{'start-up s':>12}"
+        f"{'peak RSS MB':>13}{'peak CUDA MB' if cuda else '':>14}{'test -ELBO':>12}",
     ]
     for label, r in results.items():
+        if "skipped" in r:
+            lines.append(f"  {label:36}skipped: {r['skipped']}")
+            continue
+        memory = f"{r['peak_cuda_mb']:14.0f}" if cuda else f"{'':14}"
         lines.append(
-            f"  {label:24}{r['images_per_s']:10.0f}{reference / r['images_per_s']:18.2f}"
-            f"{r['startup_s']:12.1f}{r['peak_rss_mb']:13.0f}{r['test_elbo']:12.2f}"
+            f"  {label:36}{r['images_per_s']:10.0f}"
+            f"{reference / r['images_per_s'] if reference else float('nan'):18.2f}"
+            f"{r['startup_s']:12.1f}{r['peak_rss_mb']:13.0f}{memory}{r['test_elbo']:12.2f}"
         )
     return "\n".join(lines)
 
@@ -337,6 +179,13 @@ def main() -> None:
         help="a new JSON file for the results (default: benchmarks/results/throughput-<start "
         "time>.json); an existing file is never replaced",
     )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: betavae, the plain loops and a CUDA-graph ceiling on the GPU "
+        "(benchmarks/on_gpu.py)",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -344,36 +193,60 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--network", default="mlp", help=argparse.SUPPRESS)
     parser.add_argument("--latent-dim", type=int, default=LATENT_DIM, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--accel",
-        choices=["compile", "channels_last", "bf16", "fused_adam"],
+        choices=[*COMPILE_MODES, "channels_last", "fused_adam"],
         help=argparse.SUPPRESS,
     )
+    parser.add_argument("--sync-audit", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.out is not None and args.out.exists():
-        parser.error(f"--out {args.out} exists already; name a new file")
+        refuse(f"--out {args.out} exists already; name a new file")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        refuse("--device cuda: torch sees no CUDA GPU on this machine; leave --device out")
     torch.set_num_threads(args.threads)
     if args.worker:
         WORKERS[args.worker](args)
-        return
-    drive(args)
+    elif args.device == "cuda":
+        from on_gpu import drive_cuda
+
+        print_and_save(drive_cuda(args, run_information(args)), args.out)
+    else:
+        print_and_save(drive(args), args.out)
 
 
-def drive(args: argparse.Namespace) -> None:
+def refuse(message: str) -> None:
+    print(f"throughput.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run_information(args: argparse.Namespace) -> dict:
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads"
+    if args.device == "cuda":
+        machine += f", {torch.cuda.get_device_name()}"
+    return {
+        "date": date.today().isoformat(),
+        "started": datetime.now().strftime("%Y-%m-%dT%H-%M-%S"),
+        "quick": args.quick,
+        "device": args.device,
+        "machine": machine,
+        "torch": torch.__version__,
+        "lightning": version("lightning"),
+        "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
+    }
+
+
+def drive(args: argparse.Namespace) -> dict:
+    """The CPU benchmark."""
     global _QUICK_RUNS
     quick = args.quick
     repeats = 1 if quick else args.repeats
     _QUICK_RUNS = {} if quick else None
     sizes = Sizes.quick() if quick else Sizes()
-    results: dict = {
-        "date": date.today().isoformat(),
-        "started": datetime.now().strftime("%Y-%m-%dT%H-%M-%S"),
-        "quick": quick,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
-        "torch": torch.__version__,
-        "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
-    }
+    results = run_information(args)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         write_data(root / "mnist", sizes.mnist_train, sizes.mnist_test)
@@ -402,7 +275,7 @@ def drive(args: argparse.Namespace) -> None:
                 "fastest": ("fastest", mnist),
                 "fastest + fused Adam": ("fastest", [*mnist, "--accel=fused_adam"]),
                 "fastest + compile": ("fastest", [*mnist, "--accel=compile"]),
-                "fastest + bf16 autocast": ("fastest", [*mnist, "--accel=bf16"]),
+                "fastest + bf16 autocast": ("fastest", [*mnist, "--precision=bf16-mixed"]),
                 "betavae": ("betavae", betavae_mlp),
                 "betavae bf16-mixed": ("betavae", [*betavae_mlp, "trainer.precision=bf16-mixed"]),
             },
@@ -430,7 +303,7 @@ def drive(args: argparse.Namespace) -> None:
                 "betavae channels_last": ("betavae", [*betavae_conv, "model.channels_last=true"]),
                 "fastest": ("fastest", sprites),
                 "fastest + channels_last": ("fastest", [*sprites, "--accel=channels_last"]),
-                "fastest + bf16 autocast": ("fastest", [*sprites, "--accel=bf16"]),
+                "fastest + bf16 autocast": ("fastest", [*sprites, "--precision=bf16-mixed"]),
             },
             max(1, repeats - 3),
             args.threads,
@@ -439,7 +312,8 @@ def drive(args: argparse.Namespace) -> None:
 
         results["scaling"] = scaling(root / "cache", sizes, args.threads)
         results["startup_and_exit"] = startup_and_exit(root / "cache", repeats, args.threads)
-    print_and_save(results, args.out)
+    print_headline(results["mlp_mnist"])
+    return results
 
 
 def small_data(root: Path, sizes: "Sizes", repeats: int, threads: int) -> dict:
@@ -571,8 +445,7 @@ def scaling(data_dir: Path, sizes: Sizes, threads: int) -> dict:
     }
 
 
-def print_and_save(results: dict, out: Path | None) -> None:
-    mlp = results["mlp_mnist"]
+def print_headline(mlp: dict) -> None:
     print()
     for other in ("classic", "fastest"):
         # Each repeat's contenders ran back to back, so the ratios within a repeat show how
@@ -588,8 +461,19 @@ def print_and_save(results: dict, out: Path | None) -> None:
             f"betavae / {other}: {ratio:.2f}x (medians); within each repeat: "
             + ", ".join(f"{r:.2f}" for r in paired)
         )
-    # A new file every time: a committed result is never replaced by another run's.
-    out = out or RESULTS_DIR / f"throughput-{results['started']}{'-quick' * results['quick']}.json"
+
+
+def print_and_save(results: dict, out: Path | None) -> None:
+    """A new file every time: a committed result is never replaced by another run's."""
+    if out is None:
+        gpu = (
+            results["machine"].split(", ")[-1].replace(" ", "-") + "-"
+            if results["device"] == "cuda"
+            else ""
+        )
+        out = (
+            RESULTS_DIR / f"throughput-{gpu}{results['started']}{'-quick' * results['quick']}.json"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("x") as file:
         file.write(json.dumps(results, indent=2) + "\n")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 
@@ -41,3 +42,20 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
         assert result["startup_s"] > 0  # measured from --spawned-at
         assert result["peak_rss_mb"] > 100
         assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
+
+
+def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu():
+    result = _worker("graph", ["--device=cpu", "--epochs=1"])
+    assert result == {"skipped": "the CUDA-graph ceiling needs a CUDA GPU (torch.cuda.graphs)"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--device", "cuda"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "throughput.py: error: --device cuda: torch sees no CUDA GPU on this machine; "
+        "leave --device out\n"
+    )

@@ -17,6 +17,7 @@ from betavae.apps.multirun_job import (
     give_slurm_job_its_ranks,
     job_name_overrides,
     job_resume,
+    parallel_jobs,
     register_resolvers,
 )
 from betavae.errors import UserError
@@ -72,6 +73,18 @@ def _trainer_and_launcher(strategy: str, job_num: int) -> tuple:
         {"launcher": {"_target_": target, "n_jobs": 2}, "job": {"num": job_num}}
     )
     return cfg, hydra_cfg
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cores", "jobs"),
+    [(0, 16, 16), (1, 16, 8), (2, 16, 16), (1, 4, 4), (4, 64, 32)],
+)
+def test_parallel_jobs_share_each_gpu_eight_ways_one_per_core_at_most(
+    monkeypatch, gpus, cores, jobs
+):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert parallel_jobs() == jobs
 
 
 def test_parallel_jobs_get_one_device_each_and_refuse_ddp(monkeypatch):
