@@ -1,5 +1,6 @@
 """The throughput benchmark's workers still drive the real code paths and report results."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -44,18 +45,26 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
         assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
 
 
-def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu():
-    result = _worker("graph", ["--device=cpu", "--epochs=1"])
-    assert result == {"skipped": "the CUDA-graph ceiling needs a CUDA GPU (torch.cuda.graphs)"}
+def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARK.parent))  # its modules import each other so
+    import workers
+
+    workers.worker_graph(argparse.Namespace(device="cpu", precision="32-true"))
+    assert capsys.readouterr().out == (
+        'RESULT {"skipped": "the CUDA-graph ceiling needs a CUDA GPU (torch.cuda.graphs)"}\n'
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line():
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--device", "cuda"], capture_output=True, text=True
-    )
-    assert done.returncode == 2
-    assert done.stderr == (
+def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
+    import throughput
+
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--device", "cuda"])
+    with pytest.raises(SystemExit) as refused:
+        throughput.main()
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == (
         "throughput.py: error: --device cuda: torch sees no CUDA GPU on this machine; "
         "leave --device out\n"
     )
