@@ -133,6 +133,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
     # Lightning's all_gather (the validation MIG under DDP) uses a torch API deprecated in 2.14.
     warnings.filterwarnings("ignore", ".*all_gather is deprecated.*")
+    # Lightning 2.6's DDP wraps the model on a side CUDA stream, and torch then warns at the first
+    # backward that the gradients' streams differ (Lightning issue 21567, fixed after 2.6.6).
+    warnings.filterwarnings("ignore", ".*AccumulateGrad node's stream does not match.*")
     # On a machine with SLURM's commands, a hint to use srun: sweeps submit through
     # hydra/launcher=slurm instead, and a run started by hand is meant to run here.
     warnings.filterwarnings("ignore", ".*The `srun` command is available on your system.*")
