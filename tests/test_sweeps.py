@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from helpers import TINY_RUN, console_script, run_cli, tensorboard_run
+from omegaconf import OmegaConf
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from betavae.apps.report import main as report_main
+from betavae.lifecycle.records import planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -265,6 +267,45 @@ def test_report_on_a_partly_finished_sweep_lists_the_unfinished_jobs(
     assert rows[2]["test_elbo"] == rows[2]["best_checkpoint"] == ""
     assert "2 of 4 jobs finished" in out
     assert (partial / "rate_distortion.png").is_file()
+
+
+def test_report_counts_the_jobs_a_stopped_sweep_never_started(sweep, tmp_path, monkeypatch, capsys):
+    stopped = shutil.copytree(sweep, tmp_path / "stopped")
+    shutil.rmtree(stopped / list(JOBS)[3])  # the sweep stopped before its last job began
+
+    status, out, err = _report(stopped, monkeypatch, capsys)
+
+    assert status == 0, err
+    assert "3 of 4 jobs finished (1 not started)" in out
+
+
+@pytest.mark.parametrize(
+    ("task", "params", "jobs"),
+    [
+        (["model.beta=1,4", "model.latent_dim=range(2,10,2)", "trainer.max_epochs=3"], None, 8),
+        # A preset's sweep (sprites_study), and the command line narrowing one of its keys.
+        (["experiment=sprites_study"], {"seed": "0,1,2", "objective": "beta-1,beta-4"}, 6),
+        (
+            ["experiment=sprites_study", "seed=0"],
+            {"seed": "0,1,2", "objective": "beta-1,beta-4"},
+            2,
+        ),
+    ],
+)
+def test_the_planned_jobs_are_those_hydras_basic_sweeper_makes(tmp_path, task, params, jobs):
+    sweeper = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+    record = {
+        "hydra": {"sweeper": {"_target_": sweeper, "params": params}, "overrides": {"task": task}}
+    }
+    OmegaConf.save(record, tmp_path / "multirun.yaml")
+    assert planned_jobs(tmp_path) == jobs
+
+
+def test_an_optuna_search_has_no_planned_job_count(tmp_path):
+    sweeper = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    record = {"hydra": {"sweeper": {"_target_": sweeper}, "overrides": {"task": []}}}
+    OmegaConf.save(record, tmp_path / "multirun.yaml")
+    assert planned_jobs(tmp_path) is None
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import NoReturn
 
 from betavae.apps.cli import USAGE_ERROR, exit_on_user_error
 from betavae.lifecycle.layout import FINISHED
-from betavae.lifecycle.records import read_sweep
+from betavae.lifecycle.records import planned_jobs, read_sweep
 from betavae.sweeps.jobs import has_mig
 from betavae.sweeps.seeds import SEEDS_CSV, seed_cells, seed_rows, settings_over_seeds
 from betavae.sweeps.summary import (
@@ -55,8 +55,13 @@ def report(sweep_dir: Path) -> str:
         f"of the best checkpoint.\n\n{tables_md}\n\n{pictures}\n"
     )
     finished = sum(job.status == FINISHED for job in jobs)
+    planned = max(planned_jobs(sweep_dir) or 0, len(jobs))
+    not_started = f" ({planned - len(jobs)} not started)" if planned > len(jobs) else ""
     files = ", ".join([*written, *(name for _, name in plots)])
-    return f"{tables_md}\n{finished} of {len(jobs)} jobs finished. Wrote {files} in {sweep_dir}"
+    return (
+        f"{tables_md}\n{finished} of {planned} jobs finished{not_started}. "
+        f"Wrote {files} in {sweep_dir}"
+    )
 
 
 class _OneLineErrors(argparse.ArgumentParser):

@@ -1,9 +1,12 @@
 """Runs read back from the files they wrote: a run's config and result, a sweep's jobs."""
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -15,6 +18,7 @@ from betavae.lifecycle.layout import (
     HYDRA_CONFIG,
     LAST_CHECKPOINT,
     METRICS_FILE,
+    SWEEP_RECORD,
     read_metrics,
 )
 
@@ -55,6 +59,29 @@ def read_sweep(sweep_dir: Path) -> list[Job]:
             "pass the directory betavae-train -m made, e.g. multirun/<date>/<time>"
         )
     return sorted(jobs, key=lambda job: (job.number, job.directory.name))
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep's command makes: the product of the numbers of values of its
+    keys, as Hydra's basic sweeper combines its config's `hydra.sweeper.params` and the command
+    line's overrides (multirun.yaml). None where that is not known: no record, or a sweeper
+    that chooses its jobs as it goes (Optuna)."""
+    record = sweep_dir / SWEEP_RECORD
+    if not record.is_file():
+        return None
+    hydra = OmegaConf.load(record).hydra
+    if not str(hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return None
+    params = [f"{key}={value}" for key, value in (hydra.sweeper.get("params") or {}).items()]
+    try:
+        overrides = OverridesParser.create().parse_overrides([*params, *hydra.overrides.task])
+        values = {
+            o.get_key_element(): len(list(o.sweep_iterator())) if o.is_sweep_override() else 1
+            for o in overrides
+        }
+    except HydraException:  # e.g. a glob over a config group, which needs the config's files
+        return None
+    return math.prod(values.values())
 
 
 def read_job(run_dir: Path) -> Job:
