@@ -10,15 +10,14 @@ there, which the CPU benchmark's repeats exist for.
 import argparse
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from throughput import (
     betavae_overrides,
+    betavae_train_script,
     compare,
     render_sprites_file,
     table,
@@ -27,7 +26,7 @@ from throughput import (
 
 MNIST_TRAIN, MNIST_TEST, EPOCHS = 60000, 10000, 3
 CONV_EXAMPLES = 8000
-BATCH_SIZES = (128, 1024)
+BIG_BATCH = 1024  # beside 128: where the GPU starts to be used
 # The README's sweep of nine jobs, shortened to 3 epochs, on the default data: 20,000 sprites
 # of which 16,000 train.
 DEFAULT_TRAINING_IMAGES = 16000
@@ -79,7 +78,7 @@ def drive_cuda(args: argparse.Namespace, results: dict) -> dict:
             },
         )
         results["targets"] = targets(mlp)
-        big = BATCH_SIZES[-1]
+        big = BIG_BATCH
         part(
             f"mlp_batch_{big}",
             f"MLP, batch {big}",
@@ -140,7 +139,7 @@ def drive_cuda(args: argparse.Namespace, results: dict) -> dict:
         # Against the same contenders without them, from the first part.
         results["options"] = {"betavae": mlp["betavae"], "fastest": mlp["fastest"], **options}
         print(table("\nOptional accelerations, MLP, batch 128", results["options"]), flush=True)
-        results["shared_gpu"] = shared_gpu(root / "cache", threads)
+        results["shared_gpu"] = shared_gpu(root / "cache")
     return results
 
 
@@ -156,14 +155,13 @@ def targets(mlp: dict) -> dict:
     return ratios
 
 
-def shared_gpu(data_dir: Path, threads: int) -> dict:
+def shared_gpu(data_dir: Path) -> dict:
     """The README's nine-job sweep with the parallel launcher, one job at a time and
     `SHARED_JOBS` at once on the one GPU: wall time, aggregate images/s, and whether each job's
     result is the same both ways."""
     render_sprites_file(data_dir, 20000)  # the default data, drawn once beforehand
     environment = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    # Where pip put it: beside the interpreter in a virtual environment, else on the PATH.
-    script = shutil.which("betavae-train") or Path(sys.executable).parent / "betavae-train"
+    script = betavae_train_script()
     sweeps = {}
     with tempfile.TemporaryDirectory() as outputs:
         for n_jobs in (1, SHARED_JOBS):

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -411,9 +412,16 @@ def startup_and_exit(data_dir: Path, repeats: int, threads: int) -> dict:
     return result
 
 
+def betavae_train_script() -> Path:
+    """The installed `betavae-train`: beside the interpreter in a virtual environment, else
+    where pip put it on the PATH (a `--target` install, as on the borrowed GPU machine)."""
+    beside = Path(sys.executable).parent / "betavae-train"
+    return beside if beside.is_file() else Path(shutil.which("betavae-train") or beside)
+
+
 def _exit_after_last_line(overrides: list[str], env: dict[str, str]) -> float:
     """Seconds from the installed `betavae-train`'s last line of output to its exit."""
-    script = Path(sys.executable).parent / "betavae-train"
+    script = betavae_train_script()
     process = subprocess.Popen(
         [str(script), *overrides], env=env, stdout=subprocess.PIPE, text=True, bufsize=1
     )
