@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,26 @@ def test_two_runs_started_together_get_a_directory_each(tmp_path, data_dir):
         assert f"Run directory:   {run.relative_to(tmp_path)}\n" in printed
         assert len(event_file_pids(run)) == 1  # one process wrote its TensorBoard run
         assert _metrics(run)["status"] == "finished"
+
+
+def test_a_run_started_in_the_second_of_an_ended_run_gets_a_directory_of_its_own(
+    tmp_path, data_dir
+):
+    # An ended run in the directory of every second this run may start in: a run that
+    # diverged at once, or a script starting runs one after another, leaves such a directory.
+    now = datetime.now()
+    seconds = (now + timedelta(seconds=offset) for offset in range(10))
+    taken = {tmp_path / "outputs" / f"{t:%Y-%m-%d}" / f"{t:%H-%M-%S}" for t in seconds}
+    for run in taken:
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("seed: 0\n")
+        (run / "metrics.json").write_text('{"status": "diverged"}\n')
+
+    result = run_cli([*TINY_RUN, "model.lr=1e12"], tmp_path, data_dir)
+
+    assert result.returncode == 3, result.stderr  # it ran, and diverged as asked
+    (new,) = {path.parent for path in (tmp_path / "outputs").glob("*/*/config.yaml")} - taken
+    assert new.parent / new.name.removesuffix("_2") in taken
+    for run in taken:
+        assert sorted(path.name for path in run.iterdir()) == ["config.yaml", "metrics.json"]
+        assert (run / "config.yaml").read_text() == "seed: 0\n"

@@ -98,7 +98,9 @@ def _plan_run(
     config = _task_config(composed)
     validate(config)
     target = run_dir if run_dir is not None else Path(composed.hydra.run.dir)
-    state = RunState.read(target)
+    # A directory named by the time is the new run's own: one that holds a run already (it
+    # started earlier in the same second) is passed over by claim_new_directory, not refused.
+    state = RunState.read(target) if run_dir is not None else RunState(None, None)
     plan = plan_run(Request(target, config, resume, compose=composed_settings), state)
     if plan.action is Action.SKIP:
         print("\n".join(plan.notices))
