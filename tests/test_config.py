@@ -158,3 +158,27 @@ def test_bad_command_line_values_end_in_one_line_and_leave_nothing(
     assert lines[0].startswith(f"betavae-train: error: {expected}")
     assert "Traceback" not in result.stdout
     assert not any((tmp_path / "outputs").rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shared"), [([], True), (["model.m2_shared_convs=false"], False)]
+)
+def test_a_conv_m2_classifier_reads_the_encoder_s_convs_unless_told_not_to(
+    compose_train, tmp_path, overrides, shared
+):
+    cfg = compose_train(
+        [
+            "model=conv",
+            "model.objective=m2",
+            "data.labels_per_class=2",
+            f"paths.data_dir={tmp_path}",
+            *overrides,
+        ]
+    )
+    validate(cfg)
+    cfg.data.num_examples = 60
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    m2 = build_module(cfg.model, datamodule).vae
+
+    assert (m2.classifier[0] is m2.encoder.features) == shared

@@ -207,3 +207,28 @@ def test_a_killed_m2_run_resumes_to_the_weights_of_one_never_stopped(tmp_path, d
         for key, value in moments.items():
             assert torch.equal(got["optimizer_states"][0]["state"][index][key], value)
     assert _metrics(run)["test/accuracy"] == _metrics(tmp_path / "straight/run")["test/accuracy"]
+
+
+@pytest.mark.parametrize("saved_with", [{}, {"m2_shared_convs": False}, {"m2_shared_convs": True}])
+def test_a_conv_m2_checkpoint_loads_into_the_networks_it_was_saved_from(tmp_path, saved_with):
+    """A checkpoint from before m2_shared_convs existed has no such hyper-parameter: its
+    classifier had conv layers of its own, and must load into such networks again."""
+    module = M2Module(
+        (1, 16, 16), 3, network="conv", channels=[4, 8], hidden_dims=[8], **saved_with
+    )
+    checkpoint = tmp_path / "m2.ckpt"
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": "2.5.0",
+        },
+        checkpoint,
+    )
+
+    loaded = M2Module.load_from_checkpoint(checkpoint)
+
+    shared = saved_with.get("m2_shared_convs", False)
+    assert (loaded.vae.classifier[0] is loaded.vae.encoder.features) == shared
+    for name, value in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name

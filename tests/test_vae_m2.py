@@ -368,3 +368,23 @@ def test_m2_log_likelihood_is_at_least_the_unlabelled_bound() -> None:
 
     # −U(x) is one draw of a looser bound: on average below log p(x)'s estimate.
     assert log_px.mean() > -unlabelled_terms(m2, x).negative_bound.mean()
+
+
+@pytest.mark.parametrize("shared_convs", [False, True])
+def test_shared_convs_let_every_images_bound_train_what_the_classifier_reads(
+    shared_convs: bool,
+) -> None:
+    m2 = build_m2(
+        (1, 16, 16), LATENT, CLASSES, "conv", [32], [4, 8], "bernoulli", 0.1, False, shared_convs
+    )
+    classifier_convs = m2.classifier[0][0] if shared_convs else m2.classifier[0]
+    # The bound of a labelled image does not involve q(y|x): only through shared convs does it
+    # reach the layers the classifier reads.
+    labelled_terms(m2, _images(), torch.tensor([0, 1, 2, 3, 0])).negative_bound.sum().backward()
+
+    assert (classifier_convs.weight is m2.encoder.features[0].weight) == shared_convs
+    assert (classifier_convs.weight.grad is not None) == shared_convs
+    separate = build_m2((1, 16, 16), LATENT, CLASSES, "conv", [32], [4, 8], "bernoulli")
+    own_convs = sum(p.numel() for p in separate.classifier[:4].parameters())
+    expected = sum(p.numel() for p in separate.parameters()) - own_convs * shared_convs
+    assert sum(p.numel() for p in m2.parameters()) == expected

@@ -125,6 +125,9 @@ class ConvModelConfig(ModelConfig):
     channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
     channels_last: bool = False
     hidden_dims: list[int] = field(default_factory=lambda: [256])
+    # M2 (objective m2): q(y|x) reads the conv layers of q(z|x,y), trained by every image's
+    # bound, instead of conv layers of its own that only the labelled images train.
+    m2_shared_convs: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

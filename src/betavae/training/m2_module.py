@@ -35,7 +35,8 @@ class M2Module(ModuleBase):
     `cross_entropy` (on the labelled batch while training, on every image of a split).
 
     All arguments are plain Python values, as `VAEModule`'s, so that checkpoints load with
-    `M2Module.load_from_checkpoint(path)` alone.
+    `M2Module.load_from_checkpoint(path)` alone. `m2_shared_convs` defaults to False, the
+    networks of the checkpoints saved before it existed; the conv config sets it.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class M2Module(ModuleBase):
         learn_gaussian_std: bool = False,
         objective: str = "m2",
         m2_alpha: float = 0.1,
+        m2_shared_convs: bool = False,
         lr: float = 1e-3,
         adam_betas: Sequence[float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -72,6 +74,7 @@ class M2Module(ModuleBase):
             likelihood=likelihood,
             gaussian_std=gaussian_std,
             learn_gaussian_std=learn_gaussian_std,
+            shared_convs=m2_shared_convs,
         )
         self._track(("loss", "recon", "kl", *_CLASSIFIER_TERMS), channels_last)
         self._labelled_fraction: float | None = None

@@ -119,12 +119,14 @@ def build_m2(
     likelihood: str,
     gaussian_std: float = 0.1,
     learn_gaussian_std: bool = False,
+    shared_convs: bool = False,
 ) -> M2VAE:
-    """An M2 from the same config values as `build_vae`, plus the number of classes."""
+    """An M2 from the same config values as `build_vae`, plus the number of classes and
+    whether q(y|x) reads q(z|x,y)'s conv layers (`build_m2_networks`)."""
     c, h, w = image_shape  # Hydra passes a ListConfig; nn.Unflatten only accepts a real tuple
     image_shape = (c, h, w)
     classifier, encoder, decoder = build_m2_networks(
-        network, image_shape, latent_dim, num_classes, hidden_dims, channels
+        network, image_shape, latent_dim, num_classes, hidden_dims, channels, shared_convs
     )
     observation = build_likelihood(likelihood, c, gaussian_std, learn_gaussian_std)
     return M2VAE(classifier, encoder, decoder, observation, latent_dim, num_classes, image_shape)

@@ -169,17 +169,28 @@ def build_m2_networks(
     num_classes: int,
     hidden_dims: Sequence[int],
     channels: Sequence[int],
+    shared_convs: bool = False,
 ) -> tuple[nn.Sequential, LabelledEncoder, nn.Sequential]:
     """M2's (classifier, encoder, decoder): the VAE's networks with the label added.
 
     The classifier q(y|x) is the VAE's encoder with `num_classes` logits out; the encoder
     q(z|x,y) reads the one-hot label beside the image's features; the decoder p(x|y,z) reads
     [z, one-hot y], so its first layer is `num_classes` inputs wider than the VAE's.
+
+    With `shared_convs` the classifier reads the encoder's own conv layers (one module in both
+    networks), so the features it classifies are trained by every image's bound, not by the
+    few labelled images alone: M1's representation learning inside M2. The mlp has no layers
+    before the label joins, so there it changes nothing.
     """
     features, size = image_features(network, image_shape, channels)
+    encoder_features = nn.Sequential(*features)
     trunk = _dense(size + num_classes, hidden_dims, 2 * latent_dim)
+    if shared_convs:
+        classifier = nn.Sequential(encoder_features, *_dense(size, hidden_dims, num_classes))
+    else:
+        classifier = image_encoder(network, image_shape, num_classes, hidden_dims, channels)
     return (
-        image_encoder(network, image_shape, num_classes, hidden_dims, channels),
-        LabelledEncoder(nn.Sequential(*features), nn.Sequential(*trunk)),
+        classifier,
+        LabelledEncoder(encoder_features, nn.Sequential(*trunk)),
         image_decoder(network, image_shape, latent_dim + num_classes, hidden_dims, channels),
     )
