@@ -79,6 +79,7 @@ def report(clock: EpochClock, args: argparse.Namespace, test_elbo: float, **extr
         # Every epoch's training images over the whole of training: validation, checkpoints,
         # logging and pictures included where a contender has them.
         "end_to_end_images_per_s": sum(clock.epoch_images) / clock.fit_seconds,
+        "fit_s": clock.fit_seconds,
         "startup_s": clock.first_step - args.spawned_at,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "test_elbo": test_elbo,

@@ -38,8 +38,13 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
     for result in (betavae, fastest):
         assert len(result["epoch_s"]) == 2
         assert result["images_per_s"] > 0
-        # The whole of training: validation, checkpoints, logging and pictures where they run.
-        assert 0 < result["end_to_end_images_per_s"] <= result["images_per_s"] * 1.05
+        # The whole of training: validation, checkpoints, logging and pictures where they run,
+        # so it encloses every epoch's training batches. Not a comparison of the two rates: the
+        # last epoch's alone, a fraction of a second here, can come out the lower (a picture
+        # drawn in a thread beside it, the machine's noise), as in one CI run: 1,845 images/s
+        # end to end against 1,582.
+        assert sum(result["epoch_s"]) < result["fit_s"]
+        assert result["end_to_end_images_per_s"] > 0
         assert result["startup_s"] > 0  # measured from --spawned-at
         assert result["peak_rss_mb"] > 100
         assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
