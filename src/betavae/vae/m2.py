@@ -42,6 +42,11 @@ class M2VAE(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.image_shape = image_shape
+        # A classifier built as (the encoder's feature layers, its own head): `infer_at_every_label`
+        # then hands it the features the encoder computed instead of computing them again.
+        self.shares_features = (
+            isinstance(classifier, nn.Sequential) and classifier[0] is encoder.features
+        )
 
     def classify(self, x: Tensor) -> Tensor:
         """Logits (B, K) of q(y|x)."""
@@ -65,9 +70,25 @@ class M2VAE(nn.Module):
         return self.decoder(torch.cat([z, y_one_hot], dim=1))
 
     def forward(self, x: Tensor, y: Tensor) -> VAEOutput:
-        mu, logvar = self.encode(x, y)
+        return self.decode_posterior(*self.encode(x, y), y)
+
+    def decode_posterior(self, mu: Tensor, logvar: Tensor, y: Tensor) -> VAEOutput:
+        """A draw z of q(z|x,y) = N(mu, exp(logvar)), decoded at the labels y."""
         z = reparameterize(mu, logvar)
         return VAEOutput(params=self.decode(z, y), mu=mu, logvar=logvar, z=z)
+
+    def infer_at_every_label(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What the unlabelled bound needs of B images: q(y|x)'s logits (B, K), and q(z|x,y)'s
+        mu and logvar (K·B, D) at every label, class-major (row c·B + i: image i at label c).
+
+        Each image's features are computed once, where encoding every image at every label
+        and classifying it would compute them K + 1 times (conv layers: most of the encoder's
+        cost); the result is the same.
+        """
+        features = self.encoder.features(x)
+        logits = self.classifier[1:](features) if self.shares_features else self.classify(x)
+        mu, logvar = gaussian_posterior(self.encoder.at_every_label(features, self.num_classes))
+        return logits, mu, logvar
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """μ decoded at the predicted class, like `VAE.reconstruct`: reproducible pictures."""

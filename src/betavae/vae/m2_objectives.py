@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from betavae.vae.m2 import M2VAE
+from betavae.vae.model import VAEOutput
 from betavae.vae.objectives import kl_standard_normal
 
 
@@ -45,29 +46,34 @@ class M2Terms:
 
 def labelled_terms(m2: M2VAE, x: Tensor, y: Tensor) -> M2Terms:
     """−L(x, y) of images x with their labels y (B,), one forward pass."""
-    out = m2(x, y)
-    recon = -m2.likelihood.log_prob(out.params.float(), x.float())
-    return M2Terms(
-        recon=recon,
-        kl_z=kl_standard_normal(out.mu, out.logvar),
-        kl_y=torch.full_like(recon, math.log(m2.num_classes)),
-    )
+    return _terms_at_labels(m2, m2(x, y), x)
 
 
 def unlabelled_terms(m2: M2VAE, x: Tensor) -> M2Terms:
     """−U(x) of unlabelled images: every image with every label in one batch of K·B."""
     k, b = m2.num_classes, len(x)
-    log_q = torch.log_softmax(m2.classify(x).float(), dim=1)  # (B, K)
+    logits, mu, logvar = m2.infer_at_every_label(x)  # class-major, as `labels` below
+    log_q = torch.log_softmax(logits.float(), dim=1)  # (B, K)
     q = log_q.exp()
-    # Class-major: row c·B + i of the big batch is image i with label c.
     labels = torch.arange(k, device=x.device).repeat_interleave(b)
-    every = labelled_terms(m2, x.expand(k, *x.shape).flatten(0, 1), labels)
+    out = m2.decode_posterior(mu, logvar, labels)
+    every = _terms_at_labels(m2, out, x.expand(k, *x.shape).flatten(0, 1))
     weights = q.T  # (K, B), the same order
     return M2Terms(
         recon=(weights * every.recon.view(k, b)).sum(0),
         kl_z=(weights[..., None] * every.kl_z.view(k, b, -1)).sum(0),
         kl_y=(q * log_q).sum(1) + math.log(k),
         log_q_y=log_q,
+    )
+
+
+def _terms_at_labels(m2: M2VAE, out: VAEOutput, x: Tensor) -> M2Terms:
+    """−L(x, y) of the images x as decoded in `out` at their labels y."""
+    recon = -m2.likelihood.log_prob(out.params.float(), x.float())
+    return M2Terms(
+        recon=recon,
+        kl_z=kl_standard_normal(out.mu, out.logvar),
+        kl_y=torch.full_like(recon, math.log(m2.num_classes)),
     )
 
 

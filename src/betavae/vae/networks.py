@@ -10,6 +10,7 @@ Neither ends in an activation, because the likelihood decides what the decoder's
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -89,6 +90,22 @@ class LabelledEncoder(nn.Module):
     def forward(self, x: Tensor, y_one_hot: Tensor) -> Tensor:
         h = self.features(x)
         return self.trunk(torch.cat([h, y_one_hot.to(h.dtype)], dim=1))
+
+    def at_every_label(self, features: Tensor, num_classes: int) -> Tensor:
+        """The outputs (K·B, 2·latent_dim) for B images' `features` at each of K labels,
+        class-major (row c·B + i: image i at label c), as `forward` would give them.
+
+        The first layer reads [h, one-hot y], i.e. W_h·h + (the column of W_y at y), so h's
+        product is computed once per image and the label's column added to it, not the
+        whole layer K times: with the features computed once too, the image's share of
+        this network costs one pass instead of K.
+        """
+        first, rest = self.trunk[0], self.trunk[1:]
+        size = features.shape[1]
+        image_part = F.linear(features, first.weight[:, :size], first.bias)  # (B, W)
+        label_columns = first.weight[:, size : size + num_classes].T  # (K, W)
+        every = label_columns.to(image_part.dtype)[:, None, :] + image_part[None]  # (K, B, W)
+        return rest(every.flatten(0, 1))
 
 
 def mlp_decoder(
