@@ -48,6 +48,11 @@ def test_an_m2_run_says_what_it_trains_and_reports_its_classifier(m2_run):
         "labelled (5 per class, label seed 0): 2 epochs of 8 steps" in stdout
     )
     assert 0 <= metrics["test/accuracy"] <= 1 and metrics["test/cross_entropy"] > 0
+    # Each epoch's line shows the classifier's validation accuracy beside the ELBO.
+    last_epoch = next(line for line in stdout.splitlines() if line.startswith("Epoch 2/2: "))
+    assert last_epoch.endswith(
+        f"val/elbo {metrics['val/elbo']:.2f}, val/accuracy {metrics['val/accuracy']:.3f}"
+    )
     shown = f"  test accuracy          {metrics['test/accuracy']:.3f}   (q(y|x); cross-entropy "
     assert shown in stdout
     for stage in ("val", "test"):

@@ -55,9 +55,7 @@ class EpochProgressBar(TQDMProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         if pl_module.last_train_loss is not None:
             metrics["train/loss"] = f"{pl_module.last_train_loss:.3g}"
-        if "val/elbo" in trainer.callback_metrics:
-            metrics["val/elbo"] = f"{float(trainer.callback_metrics['val/elbo']):.3g}"
-        return metrics
+        return {**metrics, **_last_validation(trainer, elbo_format=".3g")}
 
     def on_exception(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
         self._clear()
@@ -76,11 +74,23 @@ class EpochLines(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        shown = {"train/loss": pl_module.last_train_loss}
-        if "val/elbo" in trainer.callback_metrics:
-            shown["val/elbo"] = float(trainer.callback_metrics["val/elbo"])
-        values = ", ".join(f"{name} {v:.2f}" for name, v in shown.items() if v is not None)
+        shown = {}
+        if pl_module.last_train_loss is not None:
+            shown["train/loss"] = f"{pl_module.last_train_loss:.2f}"
+        shown.update(_last_validation(trainer, elbo_format=".2f"))
+        values = ", ".join(f"{name} {value}" for name, value in shown.items())
         print(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {values}", flush=True)
+
+
+def _last_validation(trainer: pl.Trainer, elbo_format: str) -> dict[str, str]:
+    """The last validation's ELBO and, of a run with a classifier (M2), its accuracy: what the
+    console shows of each epoch beside the training loss."""
+    formats = {"val/elbo": elbo_format, "val/accuracy": ".3f"}
+    return {
+        key: format(float(trainer.callback_metrics[key]), spec)
+        for key, spec in formats.items()
+        if key in trainer.callback_metrics
+    }
 
 
 def build_callbacks(
