@@ -87,7 +87,7 @@ class M2VAE(nn.Module):
         """
         features = self.encoder.features(x)
         logits = self.classifier[1:](features) if self.shares_features else self.classify(x)
-        mu, logvar = gaussian_posterior(self.encoder.at_every_label(features, self.num_classes))
+        mu, logvar = gaussian_posterior(self.encoder.at_every_label(features))
         return logits, mu, logvar
 
     def reconstruct(self, x: Tensor) -> Tensor:

@@ -91,8 +91,8 @@ class LabelledEncoder(nn.Module):
         h = self.features(x)
         return self.trunk(torch.cat([h, y_one_hot.to(h.dtype)], dim=1))
 
-    def at_every_label(self, features: Tensor, num_classes: int) -> Tensor:
-        """The outputs (K·B, 2·latent_dim) for B images' `features` at each of K labels,
+    def at_every_label(self, features: Tensor) -> Tensor:
+        """The outputs (K·B, 2·latent_dim) for B images' `features` at each of the K labels,
         class-major (row c·B + i: image i at label c), as `forward` would give them.
 
         The first layer reads [h, one-hot y], i.e. W_h·h + (the column of W_y at y), so h's
@@ -103,7 +103,7 @@ class LabelledEncoder(nn.Module):
         first, rest = self.trunk[0], self.trunk[1:]
         size = features.shape[1]
         image_part = F.linear(features, first.weight[:, :size], first.bias)  # (B, W)
-        label_columns = first.weight[:, size : size + num_classes].T  # (K, W)
+        label_columns = first.weight[:, size:].T  # (K, W): the one-hot's columns
         every = label_columns.to(image_part.dtype)[:, None, :] + image_part[None]  # (K, B, W)
         return rest(every.flatten(0, 1))
 
