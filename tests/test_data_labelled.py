@@ -183,3 +183,17 @@ def test_semi_supervised_batches_carry_labels_and_a_labelled_batch(data_dir) -> 
     assert labelled_labels.tolist() == class_labels(module.labelled_set).tolist()
     # The training batches are the unlabelled images'.
     assert len(module.train_dataloader()) == -(-len(module.unlabelled_set) // 128)
+
+
+@pytest.mark.parametrize("max_images", [1000, 50])
+def test_the_training_images_mean_per_channel(data_dir, max_images: int) -> None:
+    module = _sprites(data_dir, 4)
+    images = torch.stack([module.train_set[i][0] for i in range(len(module.train_set))])
+    exact = images.mean((0, 2, 3))
+
+    estimate = module.train_channel_means(max_images)
+
+    assert estimate.shape == (1,)
+    # Every image of the 480 when they are fewer than max_images, else an even spread of them.
+    tolerance = 0 if max_images >= len(images) else 0.2 * exact.item()
+    torch.testing.assert_close(estimate, exact, rtol=0, atol=tolerance + 1e-6)

@@ -376,6 +376,24 @@ def test_m2_log_likelihood_is_at_least_the_unlabelled_bound() -> None:
     assert log_px.mean() > -unlabelled_terms(m2, x).negative_bound.mean()
 
 
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_started_at_the_mean_the_decoder_draws_each_channel_s_mean(
+    network: str, likelihood: str
+) -> None:
+    m2 = build_m2((3, 16, 16), LATENT, CLASSES, network, [32], [4, 8], likelihood)
+    output_layer = [layer for layer in m2.decoder if hasattr(layer, "bias")][-1]
+    with torch.no_grad():
+        output_layer.weight.zero_()  # the output is then its bias alone
+    channel_means = torch.tensor([0.04, 0.5, 0.8])
+
+    m2.start_at_mean(channel_means)
+
+    drawn = m2.sample(torch.arange(CLASSES))
+    expected = channel_means.view(1, 3, 1, 1).expand(CLASSES, 3, 16, 16)
+    torch.testing.assert_close(drawn, expected)
+
+
 @pytest.mark.parametrize("shared_convs", [False, True])
 def test_shared_convs_let_every_images_bound_train_what_the_classifier_reads(
     shared_convs: bool,

@@ -65,6 +65,17 @@ def test_bernoulli_mean_is_the_pixel_probability() -> None:
     torch.testing.assert_close(BernoulliLikelihood().mean(logits), torch.sigmoid(logits))
 
 
+@pytest.mark.parametrize("likelihood", [BernoulliLikelihood(), GaussianLikelihood(channels=1)])
+def test_params_of_a_mean_have_that_mean(likelihood: torch.nn.Module) -> None:
+    mean = torch.tensor([0.01, 0.2, 0.5, 0.9, 0.99])
+    torch.testing.assert_close(likelihood.mean(likelihood.params_of_mean(mean)), mean)
+
+
+def test_bernoulli_params_of_a_mean_of_zero_or_one_are_finite() -> None:
+    logits = BernoulliLikelihood().params_of_mean(torch.tensor([0.0, 1.0]))
+    assert logits.isfinite().all() and logits[0] < -6 and logits[1] > 6
+
+
 def test_gaussian_log_prob_with_fixed_std_matches_torch_distributions() -> None:
     likelihood = GaussianLikelihood(channels=3, std=0.2)
     mean, x = torch.rand(4, 3, 5, 6), torch.rand(4, 3, 5, 6)

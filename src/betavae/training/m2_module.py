@@ -83,10 +83,13 @@ class M2Module(ModuleBase):
         return {**super().architecture(), "num_classes": self.hparams.num_classes}
 
     def setup(self, stage: str) -> None:
-        """The labelled share of the training split, N_l / N, that weighs the two bounds."""
+        """The labelled share of the training split, N_l / N, that weighs the two bounds, and
+        the decoder started at the training images' mean (`M2VAE.start_at_mean`; a resumed
+        run's checkpoint replaces it, since Lightning restores the weights after `setup`)."""
         if stage == "fit":
             data = self.trainer.datamodule
             self._labelled_fraction = len(data.labelled_set) / len(data.train_set)
+            self.vae.start_at_mean(data.train_channel_means())
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits of q(y|x): what M2 is trained for."""

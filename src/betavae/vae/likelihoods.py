@@ -27,6 +27,10 @@ class BernoulliLikelihood(nn.Module):
         """Pixel probabilities, the image to show for a reconstruction or a sample."""
         return torch.sigmoid(params)
 
+    def params_of_mean(self, mean: Tensor) -> Tensor:
+        """The logits whose `mean` is `mean`, kept finite for a mean of exactly 0 or 1."""
+        return torch.logit(mean, eps=1e-3)
+
 
 class GaussianLikelihood(nn.Module):
     """Independent Normal pixels around the decoder's output, with one std per channel.
@@ -63,6 +67,10 @@ class GaussianLikelihood(nn.Module):
     def mean(self, params: Tensor) -> Tensor:
         """The decoder's mean clamped to [0, 1], since nothing else keeps it in the image range."""
         return params.clamp(0.0, 1.0)
+
+    def params_of_mean(self, mean: Tensor) -> Tensor:
+        """The decoder's output whose `mean` is `mean`: the mean itself."""
+        return mean
 
 
 def build_likelihood(

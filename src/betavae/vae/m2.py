@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from betavae.vae.likelihoods import build_likelihood
 from betavae.vae.model import VAEOutput, gaussian_posterior, reparameterize
-from betavae.vae.networks import LabelledEncoder, build_m2_networks
+from betavae.vae.networks import LabelledEncoder, build_m2_networks, set_output_bias
 
 
 class M2VAE(nn.Module):
@@ -47,6 +47,19 @@ class M2VAE(nn.Module):
         self.shares_features = (
             isinstance(classifier, nn.Sequential) and classifier[0] is encoder.features
         )
+
+    def start_at_mean(self, channel_means: Tensor) -> None:
+        """Make the decoder start by drawing `channel_means` (C,), the training images' mean
+        intensity per channel, wherever the rest of its output starts near zero.
+
+        From PyTorch's default initialisation, M2 on mostly dark images (sprites: 4% of pixels
+        lit) starts at about 3,000 nats of reconstruction per image; the first steps spent on
+        that error leave the encoder's features near zero, and the decoder settles on drawing
+        each class's mean image from y alone, with KL(z) at 0 and q(y|x) at chance, often for
+        epochs. Starting at the mean (about 630 nats) it uses z and learns q(y|x) within the
+        first 50 steps.
+        """
+        set_output_bias(self.decoder, self.likelihood.params_of_mean(channel_means))
 
     def classify(self, x: Tensor) -> Tensor:
         """Logits (B, K) of q(y|x)."""

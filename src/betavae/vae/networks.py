@@ -152,6 +152,19 @@ def conv_decoder(
     return nn.Sequential(*layers[:-1])  # the output layer stays linear, as the module doc says
 
 
+def set_output_bias(decoder: nn.Sequential, channel_values: Tensor) -> None:
+    """Set the bias of the decoder's output layer to one value per image channel.
+
+    The output layer is the last one with a bias: a transposed conv (a bias per channel) or,
+    for mlp, a Linear whose C·H·W outputs are reshaped channel-major (each value repeated over
+    the channel's H·W pixels).
+    """
+    output = [layer for layer in decoder if getattr(layer, "bias", None) is not None][-1]
+    per_channel = output.bias.numel() // len(channel_values)
+    with torch.no_grad():
+        output.bias.copy_(channel_values.repeat_interleave(per_channel))
+
+
 def image_decoder(
     network: str,
     image_shape: tuple[int, int, int],
