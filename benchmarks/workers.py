@@ -44,6 +44,8 @@ class EpochClock:
         self.epoch_images: list[int] = []
         self.fit_start: float | None = None
         self.fit_seconds: float | None = None
+        self._start: float | None = None  # of the epoch being timed
+        self._images = 0
 
     def start_fit(self) -> None:
         self._sync()
@@ -63,9 +65,13 @@ class EpochClock:
         self._images += images
 
     def end_epoch(self) -> None:
+        """The end of the epoch's training batches; a second call in one epoch changes nothing."""
+        if self._start is None:
+            return
         self._sync()
         self.epoch_seconds.append(time.perf_counter() - self._start)
         self.epoch_images.append(self._images)
+        self._start = None
 
     def images_per_second(self) -> float:
         """Over all epochs but the first when there are several: the first warms caches up."""
@@ -335,6 +341,10 @@ def worker_betavae(args: argparse.Namespace) -> None:
             clock.end_epoch()
 
         def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            # Lightning validates inside the training epoch, after its last batch and before
+            # on_train_epoch_end: the epoch's training time ends here.
+            if not trainer.sanity_checking:
+                clock.end_epoch()
             if audit is not None:
                 audit.paused = True
 
