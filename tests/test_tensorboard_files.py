@@ -33,14 +33,29 @@ def test_a_labelled_grid_puts_each_label_beside_its_row():
     labelled = grid(images, per_row=3, row_labels=labels)
 
     assert labels == ["z1  KL 2.25", "z0  KL 0.50"]
-    assert plain.shape == (3, 2 * 68 + 4, 3 * 68 + 4)
+    assert plain.dtype == labelled.dtype == torch.uint8
+    assert plain.shape == (1, 2 * 68 + 4, 3 * 68 + 4)  # grey images: one channel
     assert labelled.shape[1] == plain.shape[1] and labelled.shape[2] > plain.shape[2]
-    torch.testing.assert_close(labelled[:, :, -plain.shape[2] :], plain, atol=1 / 255, rtol=0)
+    assert torch.equal(labelled[:, :, -plain.shape[2] :], plain)
     label_column = labelled[:, :, : labelled.shape[2] - plain.shape[2]]
     for row in range(2):  # dark text in each row's band of the label column
-        assert label_column[:, 4 + row * 68 : (row + 1) * 68].min() < 0.3
+        assert label_column[:, 4 + row * 68 : (row + 1) * 68].min() < 80
     with pytest.raises(ValueError, match="3 row labels for 2 rows"):
         grid(images, per_row=3, row_labels=["a", "b", "c"])
+
+
+def test_a_grid_of_colour_images_keeps_their_colours_in_bytes():
+    images = torch.zeros(2, 3, 64, 64)
+    images[0, 0] = 1.0  # red
+    images[1, 2] = 0.5  # half blue
+
+    picture = grid(images, per_row=2, row_labels=["colours"])
+
+    assert picture.shape[0] == 3 and picture.dtype == torch.uint8
+    # From the right: a line, the blue cell, a line, the red cell.
+    red, blue = picture[:, 36, -(4 + 64 + 4 + 32)], picture[:, 36, -(4 + 32)]
+    assert red.tolist() == [255, 0, 0] and blue.tolist() == [0, 0, 128]
+    assert picture[:, 0, -1].tolist() == [204, 204, 204]  # the light lines between cells
 
 
 def _job(sweep: Path, name: str, config: dict) -> Path:

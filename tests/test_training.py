@@ -33,10 +33,12 @@ def _session(events: EventAccumulator) -> plugin_data_pb2.SessionStartInfo:
 
 
 def _picture(events: EventAccumulator, tag: str) -> np.ndarray:
-    """The last picture of an image tag, as (H, W, 3) pixels."""
+    """The last picture of an image tag, as (H, W) pixels: grey, as the sprites are."""
     width, height, png = events.Tensors(tag)[-1].tensor_proto.string_val
-    pixels = np.asarray(Image.open(io.BytesIO(png)))
-    assert pixels.shape == (int(height), int(width), 3)
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.mode == "L"
+        pixels = np.asarray(picture)
+    assert pixels.shape == (int(height), int(width))
     return pixels
 
 

@@ -104,7 +104,7 @@ class Results:
         return path
 
     def save_picture(self, kind: str, picture: Any) -> Path:
-        """`picture`: (3, H, W) in [0, 1], as torchvision's save_image stores it."""
+        """`picture`: (C, H, W) uint8 (`pictures.grid`), a grey PNG file where C is 1."""
         from betavae.evaluation.pictures import to_pixels  # torch: once the data is checked
 
         path = self.path(kind)

@@ -22,7 +22,7 @@ from betavae.vae import M2VAE, VAE, M2AtLabel
 # Light grey lines between cells: visible on the black background of sprites and digits, where
 # make_grid's default black padding disappears; 4 pixels wide, so that they survive
 # TensorBoard's shrinking a picture to its card.
-SEPARATOR = 0.8
+SEPARATOR = 204
 SEPARATOR_PIXELS = 4
 # Images smaller than this are enlarged (nearest neighbour, so pixels stay sharp) to read at
 # TensorBoard's default size, where a 32-pixel sprite is a speck next to its label.
@@ -32,14 +32,19 @@ _FONT_FILE = Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"
 
 
 def grid(images: Tensor, per_row: int, row_labels: Sequence[str] = ()) -> Tensor:
-    """(3, H, W) picture in [0, 1]: `images` (N, C, H, W) in rows of `per_row` cells with light
-    lines between them; with `row_labels` (one per row) each row starts with its label.
+    """(C, H, W) uint8 picture of `images` (N, C, H, W) in [0, 1]: rows of `per_row` cells with
+    light lines between them; with `row_labels` (one per row) each row starts with its label.
+
+    Bytes from the start, and one channel for grey images (as a PNG file stores them): the
+    pictures are drawn during training, where converting and compressing three float channels
+    took most of their time.
     """
-    cells = images.detach().float().clamp(0, 1).cpu()
+    cells = images.detach().float().clamp(0, 1).mul(255).round_().to(torch.uint8).cpu()
     scale = math.ceil(MIN_CELL_PIXELS / max(cells.shape[-2:]))
     if scale > 1:
         cells = F.interpolate(cells, scale_factor=scale, mode="nearest")
     picture = make_grid(cells, nrow=per_row, padding=SEPARATOR_PIXELS, pad_value=SEPARATOR)
+    picture = picture[: cells.shape[1]].contiguous()  # make_grid makes grey images RGB
     if not row_labels:
         return picture
     rows = math.ceil(len(cells) / per_row)
@@ -56,23 +61,22 @@ def _labelled(picture: Tensor, row_labels: Sequence[str], cell_height: int) -> T
     margin = font.size // 2
     width = margin * 2 + math.ceil(max(font.getlength(label) for label in row_labels))
     pixels = to_pixels(picture)
-    canvas = Image.new("RGB", (width + pixels.shape[1], pixels.shape[0]), _grey(SEPARATOR))
+    grey = pixels.ndim == 2
+    canvas = Image.new("L" if grey else "RGB", (width + pixels.shape[1], pixels.shape[0]))
+    canvas.paste(SEPARATOR if grey else (SEPARATOR,) * 3, (0, 0, width, pixels.shape[0]))
     canvas.paste(Image.fromarray(pixels), (width, 0))
     draw = ImageDraw.Draw(canvas)
     for row, label in enumerate(row_labels):
         middle = SEPARATOR_PIXELS + row * (cell_height + SEPARATOR_PIXELS) + cell_height / 2
-        draw.text((margin, middle), label, fill=(0, 0, 0), font=font, anchor="lm")
-    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float().div_(255)
+        draw.text((margin, middle), label, fill=0 if grey else (0, 0, 0), font=font, anchor="lm")
+    labelled = torch.from_numpy(np.asarray(canvas).copy())
+    return labelled[None] if grey else labelled.permute(2, 0, 1).contiguous()
 
 
 def to_pixels(picture: Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] as (H, W, 3) bytes, the way PIL and PNG files take a picture."""
-    return picture.permute(1, 2, 0).mul(255).round_().to(torch.uint8).cpu().numpy()
-
-
-def _grey(level: float) -> tuple[int, int, int]:
-    value = round(level * 255)
-    return (value, value, value)
+    """(C, H, W) uint8 as (H, W) for one channel and (H, W, 3) for three: the arrays PIL
+    takes as a grey ("L") and a colour ("RGB") image."""
+    return picture[0].numpy() if len(picture) == 1 else picture.permute(1, 2, 0).numpy()
 
 
 @cache
@@ -84,24 +88,15 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 def prior_grid(
     model: VAE | M2VAE, draws: Tensor, per_row: int, class_names: Sequence[str] = ()
 ) -> Tensor:
-    """Draws z (n, D) from the prior, decoded and drawn as a grid (see `prior_images`)."""
-    return grid(*prior_images(model, draws, per_row, class_names))
-
-
-def prior_images(
-    model: VAE | M2VAE, draws: Tensor, per_row: int, class_names: Sequence[str] = ()
-) -> tuple[Tensor, int, list[str]]:
-    """Draws z (n, D) from the prior, decoded (on the CPU), with the cells per row and the row
-    labels of their grid: a VAE's in rows of `per_row`; M2's one row per class, labelled with
-    its name, of the first `per_row` draws decoded with that class, so that each column is one
-    z, one style, drawn as every class. Apart from `grid`, so that training can draw the grid
-    in another thread."""
+    """Draws z (n, D) from the prior, decoded and drawn as a grid: a VAE's in rows of
+    `per_row`; M2's one row per class, labelled with its name, of the first `per_row` draws
+    decoded with that class, so that each column is one z, one style, drawn as every class."""
     if not isinstance(model, M2VAE):
-        return _decoded(model, draws).cpu(), per_row, []
+        return grid(_decoded(model, draws), per_row)
     z = draws[:per_row]
     rows = [_decoded(model.at_label(label), z) for label in range(model.num_classes)]
     names = list(class_names) or [str(label) for label in range(model.num_classes)]
-    return torch.cat(rows).cpu(), len(z), names
+    return grid(torch.cat(rows), len(z), names)
 
 
 def _decoded(vae: VAE | M2AtLabel, latents: Tensor) -> Tensor:

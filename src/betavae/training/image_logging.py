@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from betavae.evaluation.pictures import grid, prior_images, traversal, traversal_labels
+from betavae.evaluation.pictures import grid, prior_grid, traversal, traversal_labels
 from betavae.training.tensorboard import RunLogger
 from betavae.vae import M2VAE, VAE, kl_standard_normal
 
@@ -89,7 +89,7 @@ class _ValidationImageLogger(Callback):
         return time.monotonic() - self._made_at >= self._cost / PICTURE_SHARE
 
     def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
-        """TensorBoard tag -> its picture (3, H, W) in [0, 1], drawn from what the model made of
+        """TensorBoard tag -> its picture (`grid`), drawn from what the model made of
         `inputs` now."""
         raise NotImplementedError
 
@@ -122,11 +122,11 @@ class ImageGridLogger(_ValidationImageLogger):
             self._prior_draws = torch.randn(self.num_samples, vae.latent_dim, generator=generator)
         reconstructions = vae.reconstruct(inputs)
         draws = self._prior_draws.to(inputs.device)
-        samples = prior_images(vae, draws, int(self.num_samples**0.5), self.class_names)
+        samples = prior_grid(vae, draws, int(self.num_samples**0.5), self.class_names)
         pairs = torch.cat([inputs.float(), reconstructions.float()]).cpu()
         return {
             "val/reconstructions": grid(pairs, len(inputs), ["input", "reconstruction"]),
-            "val/samples": grid(*samples),
+            "val/samples": samples,
         }
 
 

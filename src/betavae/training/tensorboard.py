@@ -77,7 +77,8 @@ class RunLogger(TensorBoardLogger):
 
     @rank_zero_only
     def log_image(self, tag: str, picture: Tensor, step: int) -> None:
-        """`picture`: (3, H, W) in [0, 1], stored as TensorBoard's image summary stores it."""
+        """`picture`: (C, H, W) uint8 (`pictures.grid`), stored as TensorBoard's image summary
+        stores it: a PNG file, grey where C is 1."""
         pixels = to_pixels(picture)
         png = io.BytesIO()
         # Fast compression: at the default level, compressing took most of a picture's time.
