@@ -3,7 +3,9 @@
 import io
 import json
 import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from tensorboard.backend.event_processing.plugin_event_accumulator import EventA
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from betavae.lifecycle.commands import shell_word
+from betavae.training.image_logging import ImageGridLogger, seconds_left
 from betavae.training.module import VAEModule
 
 pytestmark = pytest.mark.slow
@@ -102,18 +105,33 @@ def test_training_lowers_val_elbo_and_logs_every_scalar_with_its_description(tra
     assert val_elbo[-1] == pytest.approx(metrics["val/elbo"], rel=1e-5)
 
 
-def test_pictures_are_logged_at_the_step_of_their_validation_and_after_the_last(trained):
+def test_a_short_runs_pictures_are_logged_once_at_the_step_of_its_last_validation(trained):
     events = tensorboard_run(trained)
     val_steps = [step for step, _ in scalars(events, "val/elbo")]
 
-    # By default as often as a small share of the run's time allows: at the first validation,
-    # after the last, and between them where that share allows (these epochs take a moment).
+    # By default as often as a small share of the run's time allows; this run ends seconds
+    # after its first validation, so its first pictures are its last.
     for tag in ("val/reconstructions", "val/samples", "val/traversal"):
-        steps = [event.step for event in events.Tensors(tag)]
-        assert steps[0] == val_steps[0] and steps[-1] == val_steps[-1]
-        assert set(steps) <= set(val_steps) and steps == sorted(set(steps))
+        assert [event.step for event in events.Tensors(tag)] == [val_steps[-1]]
         assert events.SummaryMetadata(tag).plugin_data.plugin_name == "images"
         assert events.SummaryMetadata(tag).summary_description
+
+
+@pytest.mark.parametrize(("steps_in_all", "due"), [(1000, True), (60, False)])
+def test_the_first_validation_draws_pictures_unless_the_run_ends_within_seconds(steps_in_all, due):
+    """50 steps done in 5 s: 950 more take 95 s (pictures now), 10 more take 1 s (at the end)."""
+    pictures = ImageGridLogger(every_n_epochs=None, num_reconstructions=4, num_samples=4)
+    trainer = SimpleNamespace(
+        current_epoch=0, max_epochs=20, global_step=50, estimated_stepping_batches=steps_in_all
+    )
+    pictures._started_at, pictures._start_step = time.monotonic() - 5.0, 0
+
+    assert seconds_left(trainer, pictures._started_at, 0) == pytest.approx(
+        (steps_in_all - 50) / 10, rel=0.05
+    )
+    assert pictures._due(trainer) is due
+    endless = SimpleNamespace(**{**vars(trainer), "estimated_stepping_batches": float("inf")})
+    assert seconds_left(endless, pictures._started_at, 0) == float("inf")
 
 
 def test_pictures_every_n_epochs_are_logged_at_those_validations(tmp_path, data_dir):

@@ -6,7 +6,8 @@ How often: every `every_n_epochs` epochs where it is set; by default as often as
 pictures' share of the run's time near `PICTURE_SHARE`, which is every epoch of a run whose
 epochs take a few seconds, and every few epochs where epochs take a fraction of a second
 (where drawing every epoch took a tenth of the run: benchmarks/throughput.py, small data).
-Always after the first validation and after the last epoch.
+Always after the last epoch, and after the first validation unless the run is expected to end
+within `SHORT_RUN_SECONDS` (its pictures would come moments before the last ones).
 
 Decoding, drawing and compressing are all done in the training thread. Drawn in a thread beside
 training, their torch and zlib work took a core from training's OpenMP threads, which then wait
@@ -16,6 +17,7 @@ speed of a whole 12-epoch run on 3,600 MNIST-format images, not just while a pic
 drawn in the training thread).
 """
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,6 +34,9 @@ from betavae.vae import M2VAE, VAE, kl_standard_normal
 TRAVERSAL_KL_INPUTS = 64
 # The share of a run's time each kind of picture may take by default.
 PICTURE_SHARE = 0.02
+# A run expected to end sooner than this after its first validation draws its pictures once,
+# at its end.
+SHORT_RUN_SECONDS = 10.0
 
 
 class _ValidationImageLogger(Callback):
@@ -50,6 +55,12 @@ class _ValidationImageLogger(Callback):
         # When the last pictures were made, and the seconds they took.
         self._made_at: float | None = None
         self._cost = 0.0
+        # When this process started training, at which step.
+        self._started_at = 0.0
+        self._start_step = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started_at, self._start_step = time.monotonic(), trainer.global_step
 
     def on_validation_batch_end(
         self,
@@ -84,14 +95,24 @@ class _ValidationImageLogger(Callback):
             return True
         if self.every_n_epochs is not None:
             return epochs_done % self.every_n_epochs == 0
-        if self._made_at is None:  # the first pictures of this process: at once
-            return True
+        if self._made_at is None:  # the first pictures of this process
+            return seconds_left(trainer, self._started_at, self._start_step) >= SHORT_RUN_SECONDS
         return time.monotonic() - self._made_at >= self._cost / PICTURE_SHARE
 
     def pictures(self, vae: VAE | M2VAE, inputs: Tensor) -> dict[str, Tensor]:
         """TensorBoard tag -> its picture (`grid`), drawn from what the model made of
         `inputs` now."""
         raise NotImplementedError
+
+
+def seconds_left(trainer: pl.Trainer, started_at: float, start_step: int) -> float:
+    """The run's remaining training time at the pace of its steps since `started_at` (a
+    `time.monotonic()` reading, at optimizer step `start_step`); infinite without a limit."""
+    steps_done = trainer.global_step - start_step
+    steps_left = trainer.estimated_stepping_batches - trainer.global_step
+    if steps_done <= 0 or not math.isfinite(steps_left):
+        return math.inf
+    return (time.monotonic() - started_at) / steps_done * steps_left
 
 
 def logged_step(trainer: pl.Trainer) -> int:
