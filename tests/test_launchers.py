@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -47,9 +48,16 @@ def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
             timeout=600,
         ).returncode
 
+    # loky's resource tracker, the last process to write to the output, ends soon after.
+    deadline = time.monotonic() + 30
+    while _holders(tmp_path / "sweep.log"):
+        assert time.monotonic() < deadline, "a process of the sweep outlived it"
+        time.sleep(0.1)
     output = (tmp_path / "sweep.log").read_text()
     assert status == 0, output
     assert "Joblib.Parallel(n_jobs=2,backend=loky" in output
+    # Nothing a user cannot act on after the summary, such as the tracker's "leaked folder".
+    assert "Warning" not in output, output
     jobs = _jobs(tmp_path / "sweep")
     # Each job ran in a worker process of its own, not one after the other in this process as
     # Hydra's basic launcher would run them.
@@ -64,6 +72,18 @@ def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
         trainer = yaml.safe_load((job / "config.yaml").read_text())["trainer"]
         assert (trainer["accelerator"], trainer["devices"]) == ("cpu", 1)
         assert _metrics(job)["epochs"] == 2
+
+
+def _holders(path: Path) -> list[int]:
+    """The processes that have `path` open."""
+    holders = []
+    for descriptor in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if descriptor.resolve() == path:
+                holders.append(int(descriptor.parts[2]))
+        except OSError:  # a process or descriptor that ended while we looked
+            continue
+    return holders
 
 
 def _trainer_and_launcher(strategy: str, job_num: int) -> tuple:
