@@ -45,6 +45,12 @@ BAD_INPUTS = [
     ("train", [f"resume={RUN}", "model.beta=4"], "model.beta=4", True),
     ("train", [f"resume={RUN}", "trainer.max_epochs=1"], "trainer.max_epochs=1", True),
     ("train", ["-m", "hydra/launcher=slurm", "model.beta=1,4"], "hydra/launcher=slurm", True),
+    (
+        "train",
+        ["-m", 'hydra.sweeper.params={model.beta:"1,4",model.latent_dim:"2,8"}'],
+        "give each key its values instead: betavae-train -m model.beta=1,4 model.latent_dim=2,8",
+        True,
+    ),
     ("train", ["trainer.check_val_every_n_epoch=11"], "trainer.check_val_every_n_epoch=11", True),
     ("train", [f"resume={RUN}", "ckpt_path=x.ckpt"], "resume= and ckpt_path= exclude", True),
     ("train", ["resume=auto"], "resume=auto continues what a directory holds", True),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, open_dict
 
 from betavae.apps.cli import DIVERGED_EXIT, command_line_value, is_multirun, is_override
@@ -28,6 +29,7 @@ from betavae.lifecycle.commands import (
     merged_overrides,
     override_key,
     reproducing_overrides,
+    shell_word,
     sweep_command,
 )
 from betavae.lifecycle.layout import (
@@ -69,9 +71,33 @@ def plan_command_line(argv: list[str]) -> Invocation:
             "resume= and ckpt_path= exclude each other: resume continues a run in its own "
             "directory, ckpt_path starts a new run from a checkpoint; give one of them"
         )
+    _refuse_sweep_params(hydra)
     if is_multirun(argv):
         return _plan_sweep(argv, flags, task, hydra, resume)
     return _plan_run(flags, task, hydra, resume)
+
+
+def _refuse_sweep_params(hydra: list[str]) -> None:
+    """`hydra.sweeper.params={key:"values"}` ends in a traceback inside Hydra 1.3 (OmegaConf
+    cannot merge a mapping into the unset value); the same sweep is each key's values given as
+    an override, which the one line shows where Hydra reads them back as typed."""
+    parser = OverridesParser.create()
+    for given in hydra:
+        if override_key(given) != "hydra.sweeper.params":
+            continue
+        params = parser.parse_override(given).value()
+        if not isinstance(params, dict) or not params:
+            continue
+        sweep = [f"{key}={values}" for key, values in params.items()]
+        try:
+            parser.parse_overrides(sweep)
+            instead = "betavae-train -m " + " ".join(map(shell_word, sweep))
+        except OverrideParseException:
+            instead = "-m key=value1,value2 for each key"
+        raise UserError(
+            f"{given}: Hydra cannot take its sweep parameters from the command line; give each "
+            f"key its values instead: {instead}"
+        )
 
 
 def _is_hydra(override: str) -> bool:
