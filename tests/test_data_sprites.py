@@ -1,5 +1,7 @@
 """The procedural sprites: the factors really drive the pictures, and the cache and splits hold."""
 
+import fcntl
+import threading
 import time
 from pathlib import Path
 
@@ -132,6 +134,40 @@ def test_cache_is_written_once_and_read_back(
     images = torch.stack([second.train_set[i][0] for i in range(3)])
     indices = second.train_set.indices[:3]
     assert torch.equal(images, expected_images[indices].float())
+
+
+def test_a_module_finding_the_sprites_being_drawn_waits_for_them_instead_of_drawing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = make_module(tmp_path)
+    cache = module.cache_path
+    cache.parent.mkdir(parents=True)
+    # What the other process draws: recognisably not what this module would draw.
+    drawn = {"images": torch.zeros(500, 1, 32, 32, dtype=torch.uint8), "factors": torch.ones(500)}
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the sprites were drawn twice")
+
+    monkeypatch.setattr(sprites, "render_sprites", refuse)
+    printed = ""
+    with cache.with_suffix(".drawing").open("w") as other:  # another process is drawing
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiting = threading.Thread(target=module.prepare_data)
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while "Waiting" not in printed:
+            assert time.monotonic() < deadline, printed
+            time.sleep(0.05)
+            printed += capsys.readouterr().out
+        assert waiting.is_alive()
+        torch.save(drawn, cache)
+    waiting.join(timeout=30)
+
+    assert not waiting.is_alive()
+    printed += capsys.readouterr().out
+    assert printed == f"Waiting for another process drawing sprites into {cache}\n"
+    assert torch.equal(torch.load(cache, weights_only=True)["images"], drawn["images"])
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name], "no lock file left"
 
 
 def test_setup_without_prepare_data_builds_the_cache(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from fixed grids, like dSprites: shape (square, ellipse, heart), scale, orientat
 x/y position of its centre. Knowing the true factors is what makes disentanglement measurable.
 """
 
+import fcntl
 import math
 import os
 import tempfile
@@ -194,15 +195,29 @@ class SpritesDataModule(HeldOutTestDataModule):
     def prepare_data(self) -> None:
         if self.cache_path.exists():
             return
-        if rank_zero_only.rank == 0:  # the first run takes seconds here: say what happens
-            print(
-                f"Drawing {self.num_examples:,} sprites of {self.image_size}x{self.image_size} "
-                f"into {self.cache_path.parent} (once: later runs read them from there)"
-            )
-        images, factors = render_sprites(self.num_examples, self.image_size, self.seed)
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        # One process draws, and the others that need the same sprites at the same time (the
+        # jobs of a parallel sweep on a new machine) wait for its file instead of drawing them
+        # again. The lock file goes once the cache is there; until then there is only one.
+        lock_path = self.cache_path.with_suffix(".drawing")
+        with lock_path.open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._say(f"Waiting for another process drawing sprites into {self.cache_path}")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.cache_path.exists():
+                self._draw()
+            lock_path.unlink(missing_ok=True)
+
+    def _draw(self) -> None:
+        self._say(
+            f"Drawing {self.num_examples:,} sprites of {self.image_size}x{self.image_size} "
+            f"into {self.cache_path.parent} (once: later runs read them from there)"
+        )
+        images, factors = render_sprites(self.num_examples, self.image_size, self.seed)
         # Renaming a finished file into place is atomic, so a process that finds the cache
-        # never reads a half-written one, even while another process is still rendering.
+        # never reads a half-written one.
         fd, tmp_name = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as tmp:
@@ -211,6 +226,12 @@ class SpritesDataModule(HeldOutTestDataModule):
         except BaseException:
             os.unlink(tmp_name)
             raise
+
+    @staticmethod
+    def _say(line: str) -> None:
+        """The first run takes seconds here: say what happens (once, not on every DDP rank)."""
+        if rank_zero_only.rank == 0:
+            print(line, flush=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
