@@ -74,7 +74,7 @@ def test_shapes(network: str, image_shape: tuple[int, int, int]) -> None:
     for terms in (labelled, unlabelled):
         assert terms.recon.shape == terms.kl_y.shape == terms.negative_bound.shape == (2,)
         assert terms.kl_z.shape == (2, LATENT)
-    assert classification_loss(m2, x, y).shape == (2,)
+    assert classification_loss(m2.classify(x), y).shape == (2,)
     samples = m2.sample(torch.arange(CLASSES))
     assert samples.shape == (CLASSES, *image_shape)
     assert samples.min() >= 0 and samples.max() <= 1
@@ -204,7 +204,7 @@ def test_classification_loss_is_minus_log_q_of_the_label() -> None:
 
     expected = -Categorical(logits=m2.classify(x)).log_prob(y)
 
-    torch.testing.assert_close(classification_loss(m2, x, y), expected)
+    torch.testing.assert_close(classification_loss(m2.classify(x), y), expected)
 
 
 def _terms(negative_bound: list[float]) -> M2Terms:
@@ -249,7 +249,7 @@ def test_alpha_of_a_tenth_is_kingmas_objective_with_alpha_a_tenth_of_n() -> None
 def _semi_supervised_batch_loss(m2: M2VAE, alpha: float) -> torch.Tensor:
     x_labelled, y = _images(3), torch.tensor([0, 1, 3])
     labelled = labelled_terms(m2, x_labelled, y)
-    classification = classification_loss(m2, x_labelled, y)
+    classification = classification_loss(m2.classify(x_labelled), y)
     unlabelled = unlabelled_terms(m2, _images(6))
     return semi_supervised_loss(labelled, classification, unlabelled, 0.1, alpha)
 
@@ -288,7 +288,7 @@ def test_terms_are_float32_and_finite_under_bf16_autocast(network: str) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x_labelled, y = _images(3), torch.tensor([0, 1, 3])
         labelled = labelled_terms(m2, x_labelled, y)
-        classification = classification_loss(m2, x_labelled, y)
+        classification = classification_loss(m2.classify(x_labelled), y)
         unlabelled = unlabelled_terms(m2, _images(6))
         loss = semi_supervised_loss(labelled, classification, unlabelled, 0.1, 0.1)
     loss.backward()

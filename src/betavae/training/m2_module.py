@@ -8,7 +8,6 @@ unused; a validation or test batch is (images, targets, labels).
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from betavae.training.module_base import ModuleBase
@@ -99,14 +98,15 @@ class M2Module(ModuleBase):
         images, _, _, labelled_images, labels = batch
         labelled_images = self._images(labelled_images)
         labelled = labelled_terms(self.vae, labelled_images, labels)
-        cross_entropy = classification_loss(self.vae, labelled_images, labels)
+        # One pass of the classifier for both the loss and the accuracy logged beside it.
+        logits = self.vae.classify(labelled_images)
+        cross_entropy = classification_loss(logits, labels)
         unlabelled = unlabelled_terms(self.vae, self._images(images))
         fraction = self._labelled_fraction
         loss = semi_supervised_loss(
             labelled, cross_entropy, unlabelled, fraction, self.hparams.m2_alpha
         )
-        with torch.no_grad():
-            correct = self.vae.predict(labelled_images) == labels
+        correct = logits.argmax(1) == labels
         recon = fraction * labelled.recon.mean() + (1 - fraction) * unlabelled.recon.mean()
         kl = fraction * _kl(labelled).mean() + (1 - fraction) * _kl(unlabelled).mean()
         self._accumulate(loss, [loss, recon, kl, correct.float().mean(), cross_entropy.mean()])

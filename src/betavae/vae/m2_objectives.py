@@ -77,10 +77,10 @@ def _terms_at_labels(m2: M2VAE, out: VAEOutput, x: Tensor) -> M2Terms:
     )
 
 
-def classification_loss(m2: M2VAE, x: Tensor, y: Tensor) -> Tensor:
-    """(B,) −log q(y|x) of the labelled images: the term the bounds leave out, since −L(x, y)
-    does not involve q(y|x) at all."""
-    return F.cross_entropy(m2.classify(x).float(), y, reduction="none")
+def classification_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """(B,) −log q(y|x) of the labelled images, from q(y|x)'s logits (`M2VAE.classify`) and
+    their labels y: the term the bounds leave out, since −L(x, y) does not involve q(y|x)."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
 
 
 def semi_supervised_loss(
