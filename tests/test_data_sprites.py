@@ -1,5 +1,6 @@
 """The procedural sprites: the factors really drive the pictures, and the cache and splits hold."""
 
+import errno
 import fcntl
 import threading
 import time
@@ -168,6 +169,21 @@ def test_a_module_finding_the_sprites_being_drawn_waits_for_them_instead_of_draw
     assert printed == f"Waiting for another process drawing sprites into {cache}\n"
     assert torch.equal(torch.load(cache, weights_only=True)["images"], drawn["images"])
     assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name], "no lock file left"
+
+
+def test_sprites_are_drawn_where_the_file_system_has_no_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_locks(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    module = make_module(tmp_path)
+    module.prepare_data()
+
+    saved = torch.load(module.cache_path, weights_only=True)
+    assert torch.equal(saved["images"], render_sprites(500, 32, seed=0)[0])
+    assert sorted(p.name for p in module.cache_path.parent.iterdir()) == [module.cache_path.name]
 
 
 def test_setup_without_prepare_data_builds_the_cache(tmp_path: Path) -> None:

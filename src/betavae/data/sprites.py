@@ -206,6 +206,8 @@ class SpritesDataModule(HeldOutTestDataModule):
             except BlockingIOError:
                 self._say(f"Waiting for another process drawing sprites into {self.cache_path}")
                 fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks (an NFS mount without lockd)
+                pass  # each process draws, and the atomic rename keeps the file whole
             if not self.cache_path.exists():
                 self._draw()
             lock_path.unlink(missing_ok=True)
