@@ -51,6 +51,8 @@ class StopRequests:
         self.signum: int | None = None
         # True until training starts: until then a signal stops the process at once.
         self.immediate = True
+        # True once the run's results are written: a signal then has nothing left to stop.
+        self.run_ended = False
 
     def install(self) -> None:
         """Register the handlers for a run about to start (the process's, or the next job's of
@@ -59,7 +61,7 @@ class StopRequests:
         handlers."""
         if not self._register():
             return
-        self.immediate = True
+        self.immediate, self.run_ended = True, False
         self.raise_if_requested(None)
 
     def training_started(self) -> None:
@@ -68,6 +70,11 @@ class StopRequests:
         run with exit status 0 and no checkpoint of the step): take the signal back."""
         self._register()
         self.immediate = False
+
+    def results_written(self) -> None:
+        """The run has ended and written its results: a signal from now on is recorded (a
+        sweep's next job does not start) but stops nothing of this run."""
+        self.run_ended = True
 
     def _register(self) -> bool:
         if threading.current_thread() is not threading.main_thread():
@@ -82,6 +89,9 @@ class StopRequests:
             os.write(2, f"\n{name} again: stopping at once, without a new checkpoint\n".encode())
             os._exit(128 + self.signum)
         self.signum = signum
+        if self.run_ended:
+            os.write(2, f"\n{name}: the run has ended and its results are written\n".encode())
+            return
         if self.immediate:
             raise RunStopped(signum, step=None)
         os.write(

@@ -121,6 +121,9 @@ def _report(trainer: pl.Trainer, plan: Plan, root: Path, metrics: dict[str, Any]
     summary of a finished run."""
     if trainer.is_global_zero:
         write_metrics(plan.run_dir, metrics)
+    # From here a signal has nothing left to stop (every rank: SLURM signals them all).
+    STOP_REQUESTS.results_written()
+    if trainer.is_global_zero:
         record_hparams(plan.run_dir, plan.sweep_dir)
         if metrics["status"] != DIVERGED:
             logdir = tensorboard_logdir(plan.run_dir, root, plan.sweep_dir)
