@@ -47,8 +47,8 @@ BAD_INPUTS = [
     ("train", ["-m", "hydra/launcher=slurm", "model.beta=1,4"], "hydra/launcher=slurm", True),
     (
         "train",
-        ["-m", 'hydra.sweeper.params={model.beta:"1,4",model.latent_dim:"2,8"}'],
-        "give each key its values instead: betavae-train -m model.beta=1,4 model.latent_dim=2,8",
+        ["-m", 'hydra.sweeper.params={model.beta:"1,4",model.latent_dim:"2,8"}', "seed=3"],
+        "its values instead: betavae-train -m seed=3 model.beta=1,4 model.latent_dim=2,8",
         True,
     ),
     ("train", ["trainer.check_val_every_n_epoch=11"], "trainer.check_val_every_n_epoch=11", True),

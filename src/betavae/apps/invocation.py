@@ -25,6 +25,7 @@ from betavae.apps.multirun_job import job_name_overrides, require_slurm
 from betavae.config.schema import validate
 from betavae.errors import UserError
 from betavae.lifecycle.commands import (
+    TRAIN,
     hydra_quoted,
     merged_overrides,
     override_key,
@@ -71,19 +72,20 @@ def plan_command_line(argv: list[str]) -> Invocation:
             "resume= and ckpt_path= exclude each other: resume continues a run in its own "
             "directory, ckpt_path starts a new run from a checkpoint; give one of them"
         )
-    _refuse_sweep_params(hydra)
+    _refuse_sweep_params(argv)
     if is_multirun(argv):
         return _plan_sweep(argv, flags, task, hydra, resume)
     return _plan_run(flags, task, hydra, resume)
 
 
-def _refuse_sweep_params(hydra: list[str]) -> None:
+def _refuse_sweep_params(argv: list[str]) -> None:
     """`hydra.sweeper.params={key:"values"}` ends in a traceback inside Hydra 1.3 (OmegaConf
-    cannot merge a mapping into the unset value); the same sweep is each key's values given as
-    an override, which the one line shows where Hydra reads them back as typed."""
+    cannot merge a mapping into the unset value); the same sweep is the command with each key's
+    values given as an override instead, which the one line shows where Hydra reads them back
+    as typed."""
     parser = OverridesParser.create()
-    for given in hydra:
-        if override_key(given) != "hydra.sweeper.params":
+    for given in argv:
+        if not is_override(given) or override_key(given) != "hydra.sweeper.params":
             continue
         params = parser.parse_override(given).value()
         if not isinstance(params, dict) or not params:
@@ -91,9 +93,11 @@ def _refuse_sweep_params(hydra: list[str]) -> None:
         sweep = [f"{key}={values}" for key, values in params.items()]
         try:
             parser.parse_overrides(sweep)
-            instead = "betavae-train -m " + " ".join(map(shell_word, sweep))
         except OverrideParseException:
             instead = "-m key=value1,value2 for each key"
+        else:
+            rest = [arg for arg in argv if arg not in (given, "-m", "--multirun")]
+            instead = " ".join([TRAIN, "-m", *map(shell_word, [*rest, *sweep])])
         raise UserError(
             f"{given}: Hydra cannot take its sweep parameters from the command line; give each "
             f"key its values instead: {instead}"
