@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +73,49 @@ def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
         trainer = yaml.safe_load((job / "config.yaml").read_text())["trainer"]
         assert (trainer["accelerator"], trainer["devices"]) == ("cpu", 1)
         assert _metrics(job)["epochs"] == 2
+
+
+# As a console script ends (apps/console.py: os._exit, none of Python's exit handlers), with the
+# executor's call queue still referred to, as CI once found it.
+_SWEEP_PROCESS_ENDING = """
+import os, sys
+import joblib
+from _multiprocessing import sem_unlink
+from joblib.externals.loky import reusable_executor
+from betavae.apps.train import _end_parallel_workers
+
+assert joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(abs)(i) for i in (-1, -2)) == [1, 2]
+queue = reusable_executor._executor._call_queue
+names = [lock._semlock.name for lock in (queue._rlock, queue._wlock, queue._sem)]
+_end_parallel_workers()
+for name in names:
+    try:
+        sem_unlink(name)
+        print("still linked:", name)
+    except FileNotFoundError:
+        pass
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_ending_the_parallel_workers_unlinks_the_semaphores_still_referred_to(tmp_path):
+    log_path = tmp_path / "process.log"
+    with log_path.open("w") as log:
+        status = subprocess.run(
+            [sys.executable, "-c", _SWEEP_PROCESS_ENDING],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        ).returncode
+    deadline = time.monotonic() + 30
+    while _holders(log_path):  # loky's resource tracker, which warns of leaks as it ends
+        assert time.monotonic() < deadline, "loky's resource tracker outlived the process"
+        time.sleep(0.1)
+    output = log_path.read_text()
+    assert status == 0, output
+    assert "still linked" not in output
+    assert "leaked" not in output, output
 
 
 def _holders(path: Path) -> list[int]:
