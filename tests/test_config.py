@@ -8,12 +8,14 @@ import pytest
 from helpers import run_cli
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 
 from betavae.config.paths import config_dir
 from betavae.config.schema import validate
 from betavae.errors import UserError
 from betavae.training.callbacks import build_callbacks
 from betavae.training.model_kinds import build_module
+from betavae.vae import M2VAE
 
 
 def _options(group: str) -> list[str]:
@@ -160,12 +162,8 @@ def test_bad_command_line_values_end_in_one_line_and_leave_nothing(
     assert not any((tmp_path / "outputs").rglob("*"))
 
 
-@pytest.mark.parametrize(
-    ("overrides", "shared"), [([], True), (["model.m2_shared_convs=false"], False)]
-)
-def test_a_conv_m2_classifier_reads_the_encoder_s_convs_unless_told_not_to(
-    compose_train, tmp_path, overrides, shared
-):
+def _conv_m2(compose_train, tmp_path: Path, overrides: list[str]) -> M2VAE:
+    """The M2 that a conv M2 run on 60 sprites with `overrides` would train."""
     cfg = compose_train(
         [
             "model=conv",
@@ -179,6 +177,36 @@ def test_a_conv_m2_classifier_reads_the_encoder_s_convs_unless_told_not_to(
     cfg.data.num_examples = 60
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    m2 = build_module(cfg.model, datamodule).vae
+    return build_module(cfg.model, datamodule).vae
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shared"), [([], True), (["model.m2_shared_convs=false"], False)]
+)
+def test_a_conv_m2_classifier_reads_the_encoder_s_convs_unless_told_not_to(
+    compose_train, tmp_path, overrides, shared
+):
+    m2 = _conv_m2(compose_train, tmp_path, overrides)
 
     assert (m2.classifier[0] is m2.encoder.features) == shared
+
+
+@pytest.mark.parametrize(
+    ("overrides", "head"), [([], [3]), (["model.m2_head_dims=[16]"], [16, "ReLU", 3])]
+)
+def test_a_conv_m2_classifier_head_is_linear_unless_given_hidden_layers(
+    compose_train, tmp_path, overrides, head
+):
+    m2 = _conv_m2(compose_train, tmp_path, overrides)
+
+    # After the shared convs: Linear layers by their widths, out to the sprites' three shapes.
+    layers = [
+        layer.out_features if isinstance(layer, nn.Linear) else type(layer).__name__
+        for layer in m2.classifier[1:]
+    ]
+    assert layers == head
+
+
+def test_a_conv_m2_head_of_no_width_names_the_key(compose_train):
+    with pytest.raises(UserError, match=re.escape("model.m2_head_dims=[0] is not allowed")):
+        validate(compose_train(["model=conv", "model.m2_head_dims=[0]"]))

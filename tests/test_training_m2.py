@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers import TINY_RUN, console_script, run_cli, scalars, tensorboard_run
 from PIL import Image
+from torch import nn
 
 from betavae.loading import load_run
 from betavae.training.m2_module import M2Module
@@ -214,10 +215,20 @@ def test_a_killed_m2_run_resumes_to_the_weights_of_one_never_stopped(tmp_path, d
     assert _metrics(run)["test/accuracy"] == _metrics(tmp_path / "straight/run")["test/accuracy"]
 
 
-@pytest.mark.parametrize("saved_with", [{}, {"m2_shared_convs": False}, {"m2_shared_convs": True}])
+@pytest.mark.parametrize(
+    "saved_with",
+    [
+        {},
+        {"m2_shared_convs": False},
+        {"m2_shared_convs": True},
+        {"m2_shared_convs": True, "m2_head_dims": []},
+        {"m2_shared_convs": True, "m2_head_dims": [5]},
+    ],
+)
 def test_a_conv_m2_checkpoint_loads_into_the_networks_it_was_saved_from(tmp_path, saved_with):
-    """A checkpoint from before m2_shared_convs existed has no such hyper-parameter: its
-    classifier had conv layers of its own, and must load into such networks again."""
+    """A checkpoint from before m2_shared_convs or m2_head_dims existed has no such
+    hyper-parameter: its classifier had conv layers of its own, or a head as wide as the
+    encoder's hidden layers, and must load into such networks again."""
     module = M2Module(
         (1, 16, 16), 3, network="conv", channels=[4, 8], hidden_dims=[8], **saved_with
     )
@@ -235,5 +246,7 @@ def test_a_conv_m2_checkpoint_loads_into_the_networks_it_was_saved_from(tmp_path
 
     shared = saved_with.get("m2_shared_convs", False)
     assert (loaded.vae.classifier[0] is loaded.vae.encoder.features) == shared
+    head = [layer.out_features for layer in loaded.vae.classifier if isinstance(layer, nn.Linear)]
+    assert head == [*saved_with.get("m2_head_dims", [8]), 3]
     for name, value in module.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name

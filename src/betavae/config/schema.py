@@ -128,10 +128,14 @@ class ConvModelConfig(ModelConfig):
     # M2 (objective m2): q(y|x) reads the conv layers of q(z|x,y), trained by every image's
     # bound, instead of conv layers of its own that only the labelled images train.
     m2_shared_convs: bool = True
+    # M2: the hidden layers of q(y|x)'s head on the conv features; [] is a linear head, which
+    # learns a few labelled images less by heart than a hidden layer does.
+    m2_head_dims: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._require_positive_ints("channels", self.channels, allow_empty=False)
+        self._require_positive_ints("m2_head_dims", self.m2_head_dims, allow_empty=True)
 
 
 @dataclass

@@ -34,8 +34,9 @@ class M2Module(ModuleBase):
     `cross_entropy` (on the labelled batch while training, on every image of a split).
 
     All arguments are plain Python values, as `VAEModule`'s, so that checkpoints load with
-    `M2Module.load_from_checkpoint(path)` alone. `m2_shared_convs` defaults to False, the
-    networks of the checkpoints saved before it existed; the conv config sets it.
+    `M2Module.load_from_checkpoint(path)` alone. `m2_shared_convs` defaults to False and
+    `m2_head_dims` to None (the classifier's head as wide as `hidden_dims`), the networks of
+    the checkpoints saved before they existed; the conv config sets both.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class M2Module(ModuleBase):
         objective: str = "m2",
         m2_alpha: float = 0.1,
         m2_shared_convs: bool = False,
+        m2_head_dims: Sequence[int] | None = None,
         lr: float = 1e-3,
         adam_betas: Sequence[float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -62,6 +64,7 @@ class M2Module(ModuleBase):
         # Plain lists, as VAEModule's (see there).
         image_shape, hidden_dims = list(image_shape), list(hidden_dims)
         channels, adam_betas = list(channels), list(adam_betas)
+        m2_head_dims = None if m2_head_dims is None else list(m2_head_dims)
         self.save_hyperparameters(logger=False)
         self.vae = build_m2(
             image_shape=tuple(image_shape),
@@ -74,6 +77,7 @@ class M2Module(ModuleBase):
             gaussian_std=gaussian_std,
             learn_gaussian_std=learn_gaussian_std,
             shared_convs=m2_shared_convs,
+            head_dims=m2_head_dims,
         )
         self._track(("loss", "recon", "kl", *_CLASSIFIER_TERMS), channels_last)
         self._labelled_fraction: float | None = None

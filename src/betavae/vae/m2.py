@@ -154,13 +154,22 @@ def build_m2(
     gaussian_std: float = 0.1,
     learn_gaussian_std: bool = False,
     shared_convs: bool = False,
+    head_dims: Sequence[int] | None = None,
 ) -> M2VAE:
     """An M2 from the same config values as `build_vae`, plus the number of classes and
-    whether q(y|x) reads q(z|x,y)'s conv layers (`build_m2_networks`)."""
+    whether q(y|x) reads q(z|x,y)'s conv layers and the hidden layers of its head
+    (`build_m2_networks`)."""
     c, h, w = image_shape  # Hydra passes a ListConfig; nn.Unflatten only accepts a real tuple
     image_shape = (c, h, w)
     classifier, encoder, decoder = build_m2_networks(
-        network, image_shape, latent_dim, num_classes, hidden_dims, channels, shared_convs
+        network,
+        image_shape,
+        latent_dim,
+        num_classes,
+        hidden_dims,
+        channels,
+        shared_convs,
+        head_dims,
     )
     observation = build_likelihood(likelihood, c, gaussian_std, learn_gaussian_std)
     return M2VAE(classifier, encoder, decoder, observation, latent_dim, num_classes, image_shape)

@@ -200,6 +200,7 @@ def build_m2_networks(
     hidden_dims: Sequence[int],
     channels: Sequence[int],
     shared_convs: bool = False,
+    head_dims: Sequence[int] | None = None,
 ) -> tuple[nn.Sequential, LabelledEncoder, nn.Sequential]:
     """M2's (classifier, encoder, decoder): the VAE's networks with the label added.
 
@@ -211,14 +212,19 @@ def build_m2_networks(
     networks), so the features it classifies are trained by every image's bound, not by the
     few labelled images alone: M1's representation learning inside M2. The mlp has no layers
     before the label joins, so there it changes nothing.
+
+    `head_dims` are the classifier's hidden layers after its conv features ([]: a linear head),
+    `hidden_dims` when None. A few labelled images train the head alone: a smaller one learns
+    them less by heart (see README, A few labels).
     """
     features, size = image_features(network, image_shape, channels)
     encoder_features = nn.Sequential(*features)
     trunk = _dense(size + num_classes, hidden_dims, 2 * latent_dim)
+    head = hidden_dims if head_dims is None else head_dims
     if shared_convs:
-        classifier = nn.Sequential(encoder_features, *_dense(size, hidden_dims, num_classes))
+        classifier = nn.Sequential(encoder_features, *_dense(size, head, num_classes))
     else:
-        classifier = image_encoder(network, image_shape, num_classes, hidden_dims, channels)
+        classifier = image_encoder(network, image_shape, num_classes, head, channels)
     return (
         classifier,
         LabelledEncoder(encoder_features, nn.Sequential(*trunk)),
