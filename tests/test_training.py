@@ -13,7 +13,10 @@ import torch
 from helpers import TINY_RUN, run_cli, scalars, tensorboard_run
 from PIL import Image
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from betavae.lifecycle.commands import shell_word
 from betavae.training.image_logging import ImageGridLogger, seconds_left
@@ -201,6 +204,10 @@ def test_resume_continues_the_run_in_place(tmp_path, data_dir):
     run_dir = _single_run_dir(tmp_path)
     before = _metrics(run_dir)
     event_files = set(run_dir.glob("events.out.tfevents.*"))
+    # What a killed attempt leaves when the kill lands after its points were flushed and before
+    # its checkpoint was: a point past the step the run resumes from.
+    stale_step = before["global_step"] + before["global_step"] // 2 - 1
+    _write_points(min(event_files).with_name(min(event_files).name + ".killed"), stale_step)
 
     result = run_cli([f"resume={run_dir}", "trainer.max_epochs=3"], cwd=tmp_path, data_dir=data_dir)
 
@@ -212,13 +219,26 @@ def test_resume_continues_the_run_in_place(tmp_path, data_dir):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert set(run_dir.glob("events.out.tfevents.*")) > event_files  # the same run, continued
     events = tensorboard_run(run_dir)
-    val_steps = [step for step, _ in scalars(events, "val/elbo")]
+    val_points = scalars(events, "val/elbo")
+    val_steps = [step for step, _ in val_points]
     assert len(val_steps) == 3
     assert val_steps == sorted(val_steps)
+    assert val_steps[-1] == stale_step  # drawn once, by the resumed run, not beside the stale one
+    assert _STALE_VALUE not in [value for _, value in val_points]
     assert _session(events).hparams["trainer.max_epochs"].number_value == 3
     # Adam's per-parameter step count continued from the checkpoint, not from zero.
     last = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)
     assert last["optimizer_states"][0]["state"][0]["step"] == after["global_step"]
+
+
+_STALE_VALUE = 1e6
+
+
+def _write_points(path: Path, step: int) -> None:
+    """An event file holding one val/elbo point at `step`."""
+    event = Event(step=step, wall_time=time.time(), summary=scalar_pb("val/elbo", _STALE_VALUE))
+    with path.open("wb") as file:
+        RecordWriter(file).write(event.SerializeToString())
 
 
 def test_resume_refuses_other_changes_and_leaves_the_run_untouched(trained, tmp_path, data_dir):

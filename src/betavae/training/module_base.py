@@ -101,6 +101,12 @@ class ModuleBase(pl.LightningModule):
             return {}
         return {"train/lr": self.optimizers().param_groups[0]["lr"]}
 
+    def on_train_start(self) -> None:
+        """Hide the points a killed attempt wrote past the step this one starts from."""
+        for logger in self.loggers:
+            if isinstance(logger, RunLogger):
+                logger.begin_session(self.global_step)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The curves up to the checkpoint's step go to disk with it: the event file is
         otherwise flushed every few seconds, and a run killed (SIGKILL) after a checkpoint and

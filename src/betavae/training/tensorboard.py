@@ -15,6 +15,7 @@ from typing import Any
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
@@ -91,6 +92,17 @@ class RunLogger(TensorBoardLogger):
             tensor=make_tensor_proto([str(width).encode(), str(height).encode(), png.getvalue()]),
         )
         self._write(summary, step)
+
+    @rank_zero_only
+    def begin_session(self, step: int) -> None:
+        """Mark where this process's training starts: TensorBoard (its Python reader and its
+        fast data server alike) hides the points that earlier files of the run hold at `step`
+        or after. Those are points of a killed attempt past the checkpoint it is resumed from
+        (the event file is flushed as a checkpoint is written and every few seconds, so a kill
+        can land after the points and before the checkpoint); drawn beside the resumed ones,
+        they doubled the curves from there on. A new run's marker at step 0 hides nothing."""
+        start = Event(step=step, session_log=SessionLog(status=SessionLog.START))
+        self.experiment._get_file_writer().add_event(start)
 
     @rank_zero_only
     def save(self) -> None:
