@@ -186,6 +186,25 @@ def test_sprites_are_drawn_where_the_file_system_has_no_locks(
     assert sorted(p.name for p in module.cache_path.parent.iterdir()) == [module.cache_path.name]
 
 
+def test_a_drawing_left_unfinished_by_a_killed_process_is_removed_by_the_next_drawer(
+    tmp_path: Path,
+) -> None:
+    module = make_module(tmp_path)
+    cache = module.cache_path
+    cache.parent.mkdir(parents=True)
+    unfinished = cache.with_name(f".{cache.name}.tmp-4242")  # process 4242 was killed saving
+    unfinished.write_bytes(b"half of a torch.save")
+    other_sprites = cache.with_name(".sprites-s32-n500-seed1.pt.tmp-4243")  # not this cache's
+    other_sprites.write_bytes(b"")
+
+    module.prepare_data()
+
+    assert sorted(p.name for p in cache.parent.iterdir()) == [other_sprites.name, cache.name]
+    assert torch.equal(
+        torch.load(cache, weights_only=True)["images"], render_sprites(500, 32, seed=0)[0]
+    )
+
+
 def test_setup_without_prepare_data_builds_the_cache(tmp_path: Path) -> None:
     module = make_module(tmp_path)
     module.setup("fit")

@@ -8,7 +8,6 @@ x/y position of its centre. Knowing the true factors is what makes disentangleme
 import fcntl
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from betavae.data.base import HeldOutTestDataModule
+from betavae.lifecycle.atomic_files import replace_atomically, staging_path
 from betavae.user_paths import user_path
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -201,16 +201,28 @@ class SpritesDataModule(HeldOutTestDataModule):
         # again. The lock file goes once the cache is there; until then there is only one.
         lock_path = self.cache_path.with_suffix(".drawing")
         with lock_path.open("w") as lock:
+            locked = True
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 self._say(f"Waiting for another process drawing sprites into {self.cache_path}")
                 fcntl.flock(lock, fcntl.LOCK_EX)
             except OSError:  # a file system without locks (an NFS mount without lockd)
-                pass  # each process draws, and the atomic rename keeps the file whole
+                locked = False  # each process draws, and the atomic rename keeps the file whole
             if not self.cache_path.exists():
+                if locked:
+                    self._remove_unfinished_drawings()
                 self._draw()
             lock_path.unlink(missing_ok=True)
+
+    def _remove_unfinished_drawings(self) -> None:
+        """The staging files of drawers killed while saving (SIGKILL, out of memory): tens of
+        megabytes each, that nothing else removes. Only the lock's holder may: without the lock,
+        one could be another process's file being written."""
+        staging = staging_path(self.cache_path)
+        prefix = staging.name.removesuffix(str(os.getpid()))
+        for unfinished in staging.parent.glob(f"{prefix}*"):
+            unfinished.unlink(missing_ok=True)
 
     def _draw(self) -> None:
         self._say(
@@ -218,16 +230,10 @@ class SpritesDataModule(HeldOutTestDataModule):
             f"into {self.cache_path.parent} (once: later runs read them from there)"
         )
         images, factors = render_sprites(self.num_examples, self.image_size, self.seed)
-        # Renaming a finished file into place is atomic, so a process that finds the cache
-        # never reads a half-written one.
-        fd, tmp_name = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                torch.save({"images": images, "factors": factors}, tmp)
-            os.replace(tmp_name, self.cache_path)
-        except BaseException:
-            os.unlink(tmp_name)
-            raise
+        # Renamed into place once written, so a process that finds the cache never reads a
+        # half-written one; not synced: a cache lost to a power failure is drawn again.
+        sprites = {"images": images, "factors": factors}
+        replace_atomically(self.cache_path, lambda file: torch.save(sprites, file), durable=False)
 
     @staticmethod
     def _say(line: str) -> None:
