@@ -7,7 +7,6 @@ x/y position of its centre. Knowing the true factors is what makes disentangleme
 
 import fcntl
 import math
-import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -16,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from betavae.data.base import HeldOutTestDataModule
-from betavae.lifecycle.atomic_files import replace_atomically, staging_path
+from betavae.lifecycle.atomic_files import remove_staging_files, replace_atomically
 from betavae.user_paths import user_path
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -210,19 +209,10 @@ class SpritesDataModule(HeldOutTestDataModule):
             except OSError:  # a file system without locks (an NFS mount without lockd)
                 locked = False  # each process draws, and the atomic rename keeps the file whole
             if not self.cache_path.exists():
-                if locked:
-                    self._remove_unfinished_drawings()
+                if locked:  # drawings left unfinished by killed drawers (tens of MB each)
+                    remove_staging_files(self.cache_path.parent, self.cache_path.name)
                 self._draw()
             lock_path.unlink(missing_ok=True)
-
-    def _remove_unfinished_drawings(self) -> None:
-        """The staging files of drawers killed while saving (SIGKILL, out of memory): tens of
-        megabytes each, that nothing else removes. Only the lock's holder may: without the lock,
-        one could be another process's file being written."""
-        staging = staging_path(self.cache_path)
-        prefix = staging.name.removesuffix(str(os.getpid()))
-        for unfinished in staging.parent.glob(f"{prefix}*"):
-            unfinished.unlink(missing_ok=True)
 
     def _draw(self) -> None:
         self._say(

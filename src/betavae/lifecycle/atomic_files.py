@@ -17,6 +17,14 @@ def staging_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{STAGING_MARK}{os.getpid()}")
 
 
+def remove_staging_files(directory: Path, name: str) -> None:
+    """Drop the staging files of the files named `name` (a glob) in `directory` that killed
+    processes left: they never replaced a file. Only for a caller that knows no other process
+    is writing one now."""
+    for stale in directory.glob(f".{name}{STAGING_MARK}*"):
+        stale.unlink(missing_ok=True)
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a rename in `directory` durable, so a crash cannot bring the old name back."""
     fd = os.open(directory, os.O_RDONLY)

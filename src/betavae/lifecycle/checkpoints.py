@@ -44,8 +44,8 @@ from torch.utils._pytree import tree_map_only
 
 from betavae.errors import UserError
 from betavae.lifecycle.atomic_files import (
-    STAGING_MARK,
     fsync_directory,
+    remove_staging_files,
     replace_atomically,
     staging_path,
 )
@@ -82,8 +82,7 @@ def _set_random_state(state: dict[str, Any]) -> None:
 
 def remove_stale_staging_files(directory: Path) -> None:
     """Drop staging files a killed process left; they never replaced a checkpoint."""
-    for stale in directory.glob(f".*.ckpt{STAGING_MARK}*"):
-        stale.unlink(missing_ok=True)
+    remove_staging_files(directory, "*.ckpt")
 
 
 def link_atomically(source: Path, path: Path, durable: bool = True) -> None:
