@@ -153,6 +153,9 @@ class RunCheckpoints(Checkpoint):
         self._saved_epoch_end = False
         self._epoch_end_cost = 0.0
         self._unwritten_best: dict[str, Any] | None = None
+        # The step `last.ckpt` was last written at by this process: a stop can end the run
+        # only where it holds the step the run is at.
+        self.last_step: int | None = None
 
     @property
     def best_path(self) -> Path:
@@ -229,6 +232,7 @@ class RunCheckpoints(Checkpoint):
             if trainer.is_global_zero:
                 link_atomically(self.best_path, self.last_path, durable)
             trainer.strategy.barrier("RunCheckpoints.link")
+            self.last_step = trainer.global_step
         else:
             self._write_unwritten_best(trainer, durable)
             self._save(trainer, self.last_path, durable)
@@ -239,6 +243,10 @@ class RunCheckpoints(Checkpoint):
         """last.ckpt of the step the run is at, synced to disk (inside long epochs, at a stop)."""
         self._write_unwritten_best(trainer, durable=True)
         self._save(trainer, self.last_path, durable=True)
+
+    def holds_step(self, trainer: pl.Trainer) -> bool:
+        """Whether `last.ckpt`, as this process wrote it, continues the run from where it is."""
+        return self.last_step == trainer.global_step
 
     def _epoch_end_due(self, trainer: pl.Trainer) -> bool:
         """Every epoch end where epochs take seconds; every few where they take a fraction of
@@ -268,6 +276,8 @@ class RunCheckpoints(Checkpoint):
     def _save(self, trainer: pl.Trainer, path: Path, durable: bool) -> None:
         trainer.save_checkpoint(path, weights_only=False, storage_options={"durable": durable})
         self._last_saved_at = time.monotonic()
+        if path == self.last_path:
+            self.last_step = trainer.global_step
         if durable:
             self._synced_at = self._last_saved_at
 

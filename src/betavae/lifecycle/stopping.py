@@ -55,9 +55,12 @@ class GracefulStop(Callback):
             raise RunStopped(self._saved_for, trainer.global_step)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A stop that came late in the previous epoch: its end wrote last.ckpt.
+        # A stop that came late in the previous epoch: its end wrote last.ckpt. One that came
+        # after that epoch-end checkpoint was skipped (`RunCheckpoints` writes one every few
+        # short epochs) is saved at the next moment a checkpoint continues the run exactly:
+        # after this epoch's first batch, or at its end.
         signum = self._agreed_request(trainer)
-        if signum:
+        if signum and self.checkpoints.holds_step(trainer):
             raise RunStopped(signum, trainer.global_step)
 
     def on_test_batch_end(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
