@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from betavae.config.paths import config_dir
-from betavae.config.schema import validate
+from betavae.config.schema import group_options_with_key, validate
 from betavae.errors import UserError
 from betavae.training.callbacks import build_callbacks
 from betavae.training.model_kinds import build_module
@@ -35,6 +35,18 @@ def test_every_data_and_model_option_instantiates(compose_train, tmp_path, data,
     assert isinstance(datamodule, pl.LightningDataModule)
     assert module.hparams.network == model
     assert len(datamodule.image_shape) == 3
+
+
+@pytest.mark.parametrize("group", ["model", "data"])
+def test_a_key_the_chosen_option_lacks_is_traced_to_the_options_that_have_it(compose_train, group):
+    """The refusal of `model.channels=...` on the MLP names model=conv: checked against what
+    Hydra composes for every option, so a new option or key cannot fall out of it."""
+    keys = {option: set(compose_train([f"{group}={option}"])[group]) for option in _options(group)}
+    for key in set().union(*keys.values()):
+        having = [option for option in _options(group) if key in keys[option]]
+        assert group_options_with_key(group, key) == having, key
+    assert group_options_with_key("model", "channels_last") == ["conv"]
+    assert group_options_with_key("data", "no_such_key") == []
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))

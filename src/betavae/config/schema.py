@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from betavae.config.paths import config_dir
 from betavae.errors import UserError
 from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
 
@@ -446,22 +447,47 @@ class TrainConfig(_Checked):
             )
 
 
-def register_schemas() -> None:
-    """Make the schemas visible to Hydra; `conf/` files extend them via `/schema/...` defaults."""
-    store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig)
-    for name, node in {"mlp": MLPModelConfig, "conv": ConvModelConfig}.items():
-        store.store(group="schema/model", name=name, node=node)
-    data_schemas = {
+# The schemas of the config groups whose options differ in their keys, by the name a `conf/`
+# option's defaults list gives (`- /schema/<group>/<name>@_here_`).
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"mlp": MLPModelConfig, "conv": ConvModelConfig},
+    "data": {
         "sprites": SpritesDataConfig,
         "digits": DigitsDataConfig,
         "torchvision": TorchvisionDataConfig,
         "celeba": CelebADataConfig,
         "image_folder": ImageFolderDataConfig,
         "factor_grid": FactorGridDataConfig,
-    }
-    for name, node in data_schemas.items():
-        store.store(group="schema/data", name=name, node=node)
+    },
+}
+
+
+def register_schemas() -> None:
+    """Make the schemas visible to Hydra; `conf/` files extend them via `/schema/...` defaults."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for group, schemas in GROUP_SCHEMAS.items():
+        for name, node in schemas.items():
+            store.store(group=f"schema/{group}", name=name, node=node)
+
+
+def group_options_with_key(group: str, key: str) -> list[str]:
+    """The options of `conf/<group>/` whose schema has `key`, e.g. ["conv"] for the model's
+    `channels`: where a key belongs when the chosen option lacks it."""
+    schemas = GROUP_SCHEMAS.get(group)
+    if schemas is None:
+        return []
+    having = {name for name, schema in schemas.items() if key in _field_names(schema)}
+    options = []
+    for option in sorted(config_dir().joinpath(group).glob("*.yaml")):
+        for default in OmegaConf.load(option).get("defaults", []):
+            if str(default).removeprefix(f"/schema/{group}/").removesuffix("@_here_") in having:
+                options.append(option.stem)
+    return options
+
+
+def _field_names(schema: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(schema)}
 
 
 # Each data module's schema, for a data config that is checked on its own (the usage apps
@@ -517,11 +543,18 @@ def _reject_keys_outside(node: DictConfig, schema: type, prefix: str) -> None:
 
 
 def unknown_key_message(key: str, schema: type, prefix: str) -> str:
-    """`<key>: no such key; did you mean …? (<section> has …)`: the fix, not only the fault."""
+    """`<key>: no such key; did you mean …? (<section> has …)`, or for a key of another model
+    or data option `<key>: only model=conv has this key; …`: the fix, not only the fault."""
     known = [f.name for f in dataclasses.fields(schema)]
     name = key.removeprefix(prefix)
+    section = prefix.rstrip(".") or "the config"
+    elsewhere = [f"{section}={option}" for option in group_options_with_key(section, name)]
+    if len(elsewhere) == 1:
+        return f"{key}: only {elsewhere[0]} has this key; add {elsewhere[0]}, or leave {key} out"
+    if elsewhere:
+        listed = f"{', '.join(elsewhere[:-1])} and {elsewhere[-1]}"
+        return f"{key}: only {listed} have this key; choose one of them, or leave {key} out"
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
-    section = prefix.rstrip(".") or "the config"
     listed = ", ".join(k for k in known if not k.startswith("_"))
     return f"{key}: no such key{hint} ({section} has {listed})"
