@@ -66,6 +66,18 @@ def test_a_class_with_too_few_examples_is_named_with_the_most_allowed() -> None:
         labelled_subset(_labels(), 26, seed=0)
 
 
+def test_the_class_with_too_few_examples_is_named_by_its_name_where_it_has_one() -> None:
+    message = r"^n=26: class 1 \(dogs\) has only 25 examples to choose from; use at most 25$"
+    with pytest.raises(UserError, match=message):
+        labelled_subset(_labels(), 26, seed=0, key="n", class_names=["cats", "dogs", "owls"])
+    one = torch.tensor([0, 0, 1])
+    with pytest.raises(UserError, match=r"^n=2: class 1 \(b\) has only 1 example to choose"):
+        labelled_subset(one, 2, seed=0, key="n", class_names=["a", "b"])
+    # Where the names are the labels themselves, the label is said once.
+    with pytest.raises(UserError, match=r"^n=26: class 1 has only 25 examples"):
+        labelled_subset(_labels(), 26, seed=0, key="n", class_names=["0", "1", "2"])
+
+
 def test_all_of_the_smallest_class_is_allowed() -> None:
     assert len(labelled_subset(_labels(), 25, seed=0)) == 75
 

@@ -100,7 +100,8 @@ def _csv(path: Path) -> list[dict[str, str]]:
         ),
         (
             ["labels_per_class=150"],
-            "labels_per_class=150: class 0 has only 143 examples to choose from; use at most 143",
+            "labels_per_class=150: class 0 (square) has only 143 examples to choose from; use "
+            "at most 143",
         ),
         (
             ["label_seeds=[3]", "labels_per_class=5"],

@@ -136,8 +136,8 @@ M2_ON_A_FOLDER = [arg for arg in M2 if not arg.startswith("data.num_examples")]
     [
         (
             [*M2, "data.labels_per_class=150"],
-            "data.labels_per_class=150: class 0 has only 143 examples to choose from; use at "
-            "most 143",
+            "data.labels_per_class=150: class 0 (square) has only 143 examples to choose from; "
+            "use at most 143",
         ),
         (
             [*M2_ON_A_FOLDER, "data=image_folder", "data.path={folder}", "data.channels=1"],

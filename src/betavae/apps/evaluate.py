@@ -12,7 +12,7 @@ from betavae.apps.model_apps import (
     open_run,
 )
 from betavae.apps.result_files import Results
-from betavae.data.base import BaseDataModule, class_labels
+from betavae.data.base import BaseDataModule, class_labels, class_names
 from betavae.data.labelled import check_labels_per_class
 from betavae.evaluation.collect import run_split, split_images
 from betavae.evaluation.disentanglement_names import DISENTANGLEMENT_SCORES, SAMPLES
@@ -39,7 +39,8 @@ def evaluate(cfg: DictConfig, files: Results) -> Path:
     datamodule = run.datamodule(data)
     train_labels = class_labels(datamodule.train_set)
     if cfg.labels_per_class is not None:  # a mistake in one line, before any file is written
-        check_labels_per_class(train_labels, cfg.labels_per_class, "labels_per_class")
+        names = class_names(datamodule.train_set)
+        check_labels_per_class(train_labels, cfg.labels_per_class, "labels_per_class", names)
     files.claim(run.checkpoint, data, cfg)
     results = run_split(run.vae, datamodule.split_dataloader(data_split(cfg)), iwae_k=cfg.k)
     image_shape = tuple(run.module.hparams.image_shape)

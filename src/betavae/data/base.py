@@ -79,7 +79,10 @@ class BaseDataModule(LightningDataModule, ABC):
         Chosen as `betavae-eval labels_per_class=N label_seeds=[...]` chooses them, so an M2 run
         and the few-label probes of a VAE with the same seed learn from the same examples."""
         labels = class_labels(self.train_set)
-        chosen = labelled_subset(labels, labels_per_class, self.label_seed, "data.labels_per_class")
+        names = class_names(self.train_set)
+        chosen = labelled_subset(
+            labels, labels_per_class, self.label_seed, "data.labels_per_class", names
+        )
         rest = torch.ones(len(labels), dtype=torch.bool)
         rest[chosen] = False
         self.labelled_set = Subset(self.train_set, chosen.tolist())

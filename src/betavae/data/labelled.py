@@ -6,6 +6,8 @@ unlabelled. Which N is a seeded, class-balanced draw, so a result names its labe
 (labels_per_class, seed), and several seeds show how much the choice itself matters.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -13,7 +15,11 @@ from betavae.errors import UserError
 
 
 def labelled_subset(
-    labels: Tensor | None, labels_per_class: int, seed: int, key: str = "labels_per_class"
+    labels: Tensor | None,
+    labels_per_class: int,
+    seed: int,
+    key: str = "labels_per_class",
+    class_names: Sequence[str] = (),
 ) -> Tensor:
     """Sorted indices into `labels` (N,) of `labels_per_class` examples of every class present.
 
@@ -21,7 +27,7 @@ def labelled_subset(
     its first `labels_per_class` in that order: the same (labels, seed) always give the same
     examples, and the set for N per class holds the set for any smaller N.
     """
-    labels = check_labels_per_class(labels, labels_per_class, key)
+    labels = check_labels_per_class(labels, labels_per_class, key, class_names)
     classes = labels.unique()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     shuffled = labels[order]
@@ -29,9 +35,12 @@ def labelled_subset(
     return torch.cat(chosen).sort().values
 
 
-def check_labels_per_class(labels: Tensor | None, labels_per_class: int, key: str) -> Tensor:
+def check_labels_per_class(
+    labels: Tensor | None, labels_per_class: int, key: str, class_names: Sequence[str] = ()
+) -> Tensor:
     """`labels`, if every class present has `labels_per_class` examples to choose; else one
-    line naming `key`, the setting as the user typed it."""
+    line naming `key`, the setting as the user typed it, and the short class by its name in
+    `class_names` (an image folder's sub-folder, a sprite's shape) where it has one."""
     if labels is None or labels.dim() != 1 or len(labels) == 0:
         raise UserError(
             f"{key}={labels_per_class}: this data set has no class labels to choose "
@@ -42,9 +51,14 @@ def check_labels_per_class(labels: Tensor | None, labels_per_class: int, key: st
     classes, counts = labels.unique(return_counts=True)
     if counts.min() < labels_per_class:
         smallest = int(counts.argmin())
+        label = int(classes[smallest])
+        name = class_names[label] if label < len(class_names) else str(label)
+        named = f"class {label}" if name == str(label) else f"class {label} ({name})"
+        count = int(counts[smallest])
+        examples = "example" if count == 1 else "examples"
         raise UserError(
-            f"{key}={labels_per_class}: class {int(classes[smallest])} has only "
-            f"{int(counts[smallest])} examples to choose from; use at most {int(counts.min())}"
+            f"{key}={labels_per_class}: {named} has only {count} {examples} to choose from; "
+            f"use at most {count}"
         )
     return labels
 
