@@ -196,6 +196,7 @@ def test_help_explains_the_command_and_names_its_keys(command, tmp_path, data_di
             "model.latent_dim",
             "model.beta",
             "model.objective",
+            "model.m2_alpha",
             "data.labels_per_class",
             "trainer.max_epochs",
             "evaluation.test_metrics",

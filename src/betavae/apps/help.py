@@ -101,6 +101,7 @@ TRAIN = AppHelp(
         ("model.beta_warmup_steps", "steps over which beta rises from 0"),
         ("model.likelihood", "bernoulli | gaussian"),
         ("model.objective", f"{' | '.join(OBJECTIVES)} (m2: semi-supervised)"),
+        ("model.m2_alpha", "weight of q(y|x)'s cross-entropy on the labelled images (m2)"),
         ("model.lr", "Adam's learning rate"),
         ("data.num_examples", "sprites drawn (data=sprites)"),
         ("data.image_size", "image height and width (sprites, image_folder)"),
