@@ -119,14 +119,28 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_failed_download_is_one_line_naming_folder_and_reason(
     tmp_path: Path, module_class: type[TorchvisionDataModule], files_dir: str
 ) -> None:
-    module = module_class(str(tmp_path), download=True)
+    data_dir = tmp_path / "data"
+    module = module_class(str(data_dir), download=True)
     with pytest.raises(UserError) as caught:
         module.prepare_data()
     message = str(caught.value)
     assert message.startswith(f"could not download {module.dataset_name} into ")
-    assert f"into {tmp_path / files_dir} (" in message
+    assert f"into {data_dir / files_dir} (" in message
     assert "Connection refused" in message
     assert "\n" not in message
+    assert not data_dir.exists()  # the folders torchvision made for the files are gone
+
+
+@pytest.mark.usefixtures("offline")
+def test_a_failed_download_leaves_the_files_already_there(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST/raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"fetched by hand")
+
+    with pytest.raises(UserError):
+        MNISTDataModule(str(tmp_path), download=True).prepare_data()
+
+    assert [p.name for p in raw.iterdir()] == ["train-images-idx3-ubyte.gz"]
 
 
 def test_shapes_are_known_before_any_file_exists(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ torchvision decides where the files live under `data_dir` and whether they are c
 these modules only turn its failures into one-line messages a user can act on.
 """
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,10 +48,15 @@ class TorchvisionDataModule(BaseDataModule):
     def prepare_data(self) -> None:
         if not self.download:
             return
+        created = _topmost_missing(self.files_dir, self.data_dir)
         try:
             # One split is enough: torchvision fetches every file of the data set at once.
             self._open("train", download=True)
         except (OSError, RuntimeError) as err:
+            # torchvision makes its folders before it fetches a file: a failed download would
+            # otherwise leave them, empty or with a part of a file, for the next try to trip on.
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
             reason = " ".join(str(err).split())  # torchvision's reasons span several lines
             raise UserError(
                 f"could not download {self.dataset_name} into {self.files_dir} ({reason}); "
@@ -164,3 +170,16 @@ class CelebADataModule(TorchvisionDataModule):
         return self.dataset_class(
             self.data_dir, split=split, target_type="attr", download=download, transform=transform
         )
+
+
+def _topmost_missing(path: Path, root: Path) -> Path | None:
+    """The outermost folder of `path`, up to `root` itself, that does not exist yet: what a
+    download into `path` creates."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+        if folder == root:
+            break
+    return missing
