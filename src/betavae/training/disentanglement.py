@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 from betavae.evaluation.collect import run_split
 from betavae.evaluation.disentanglement import dimension_factors
 from betavae.evaluation.disentanglement_names import DRAWN_SCORES, SAMPLES, test_key
-from betavae.evaluation.disentanglement_scores import disentanglement_scores
 from betavae.evaluation.ground_truth import encoder_mean
 from betavae.evaluation.metrics import mig_metrics
 from betavae.evaluation.mig_keys import MIG, MIG_GAP, MIG_LEFT_OUT, VAL_MIG
@@ -42,6 +41,10 @@ def test_metrics(
     measured = test_mig(vae, datamodule) if "mig" in names else {}
     drawn = [name for name in DRAWN_SCORES if name in names]
     if drawn:
+        # Imported only here: its scikit-learn models take a fifth of a second to import,
+        # which every training process would pay at start-up for scores not asked by default.
+        from betavae.evaluation.disentanglement_scores import disentanglement_scores
+
         data = datamodule.ground_truth()
         scores = disentanglement_scores(data, encoder_mean(vae), drawn, samples=SAMPLES[samples])
         measured |= {test_key(name): value for name, value in scores.items()}
