@@ -298,13 +298,14 @@ def test_a_requeued_job_continues_from_the_step_it_was_stopped_at(
 def test_a_job_at_its_time_limit_is_requeued_and_finishes_the_same_steps(
     slurm_cluster, tmp_path, data_dir
 ):
-    epochs = 120
-    # SIGUSR1 30 s before the time limit; SLURM checks limits every 30 s and signals early
-    # rather than late, so a job whose limit is cut to 1 minute once it trains is signalled at
-    # the next check, within 30 s, while it trains on (for 60 s or more on one of this
-    # project's CPU cores). Cut before training, the limit could signal it during its start-up.
-    signal_30s_before = ["hydra.launcher.signal_delay_s=30"]
-    args = ["-m", *SLURM_CPU, *signal_30s_before, *TRAINING, f"trainer.max_epochs={epochs}"]
+    epochs = 90
+    # SIGUSR1 59 s before the time limit: a job whose limit is cut to 1 minute once it trains
+    # is past that point at once, and slurmctld, which checks limits every 30 s, signals it at
+    # its next check, within 30 s of the cut, while it trains on (for 40 s or more on one of
+    # this project's CPU cores). Cut before training, the limit could signal it during its
+    # start-up.
+    signal_59s_before = ["hydra.launcher.signal_delay_s=59"]
+    args = ["-m", *SLURM_CPU, *signal_59s_before, *TRAINING, f"trainer.max_epochs={epochs}"]
     process = _start_sweep([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
     sweep = tmp_path / "sweep"
     job_id = _slurm_job_id(sweep)
