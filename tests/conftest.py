@@ -38,6 +38,20 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests first, then the other slow ones, the quick ones last: xdist hands out
+    whole files in this order (--no-loadscope-reorder), so the minutes the SLURM tests spend
+    waiting on the cluster overlap the rest, and quick files fill the cores at the end
+    instead of one worker finishing a long file alone (about 100 core-seconds idle)."""
+
+    def start_order(item: pytest.Item) -> int:
+        if item.get_closest_marker("slurm"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=start_order)  # stable: each file's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data cache for the whole session, so sprites are rendered once per size."""
