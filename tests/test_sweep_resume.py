@@ -62,11 +62,25 @@ def _metrics(job_dir: Path) -> dict:
     return json.loads((job_dir / "metrics.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def killed_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The sweep as the SIGKILL left it, read-only: each test continues a copy of its own."""
+    cwd = tmp_path_factory.mktemp("killed")
+    _kill_sweep_once_a_checkpoint_exists(cwd, data_dir)
+    return cwd / "sweep"
+
+
+def _copy_of(killed_sweep: Path, cwd: Path) -> Path:
+    """The killed sweep at `cwd`/sweep, as the kill left it: `cp -a` keeps the files' times and
+    the hard link between a job's best.ckpt and last.ckpt."""
+    subprocess.run(["cp", "-a", str(killed_sweep), str(cwd / "sweep")], check=True)
+    return cwd / "sweep"
+
+
 def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_rest(
-    tmp_path, data_dir
+    killed_sweep, tmp_path, data_dir
 ):
-    _kill_sweep_once_a_checkpoint_exists(tmp_path, data_dir)
-    sweep = tmp_path / "sweep"
+    sweep = _copy_of(killed_sweep, tmp_path)
     assert (sweep / FIRST / "metrics.json").is_file()
     assert not (sweep / INTERRUPTED / "metrics.json").exists()
     assert not (sweep / NEVER_STARTED).exists()
@@ -122,13 +136,12 @@ def test_rerun_with_resume_auto_skips_finished_continues_interrupted_starts_the_
 
 
 def test_a_job_trained_longer_on_its_own_counts_as_ended_when_its_sweep_is_finished(
-    tmp_path, data_dir
+    killed_sweep, tmp_path, data_dir
 ):
     """Train one job of an interrupted sweep longer, then finish the sweep with its command:
     the job is skipped, its files untouched; with a higher trainer.max_epochs in the sweep's
     command every ended job is trained to it."""
-    _kill_sweep_once_a_checkpoint_exists(tmp_path, data_dir)
-    sweep = tmp_path / "sweep"
+    sweep = _copy_of(killed_sweep, tmp_path)
     longer = run_cli(
         [f"resume='sweep/{FIRST}'", f"trainer.max_epochs={EPOCHS + 1}"], tmp_path, data_dir
     )
