@@ -38,16 +38,24 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
+# The files other than SLURM's that take a minute or more on one worker (2 cores, 3 workers:
+# `pytest --durations` sums): started right after SLURM's, as they would otherwise be the last
+# file still running while the other workers idle.
+MINUTE_LONG_FILES = ("test_ddp.py", "test_interruptions.py", "test_usage_apps.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The SLURM tests first, then the other slow ones, the quick ones last: xdist hands out
-    whole files in this order (--no-loadscope-reorder), so the minutes the SLURM tests spend
-    waiting on the cluster overlap the rest, and quick files fill the cores at the end
-    instead of one worker finishing a long file alone (about 100 core-seconds idle)."""
+    """The SLURM tests first, then the files of a minute or more, the other slow ones, the
+    quick ones last: xdist hands out whole files in this order (--no-loadscope-reorder), so
+    the minutes the SLURM tests spend waiting on the cluster overlap the rest, and quick files
+    fill the cores at the end instead of one worker finishing a long file alone."""
 
     def start_order(item: pytest.Item) -> int:
         if item.get_closest_marker("slurm"):
             return 0
-        return 1 if item.get_closest_marker("slow") else 2
+        if item.path.name in MINUTE_LONG_FILES:
+            return 1
+        return 2 if item.get_closest_marker("slow") else 3
 
     items.sort(key=start_order)  # stable: each file's tests keep their order
 
