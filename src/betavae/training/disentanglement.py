@@ -41,8 +41,8 @@ def test_metrics(
     measured = test_mig(vae, datamodule) if "mig" in names else {}
     drawn = [name for name in DRAWN_SCORES if name in names]
     if drawn:
-        # Imported only here: its scikit-learn models take a fifth of a second to import,
-        # which every training process would pay at start-up for scores not asked by default.
+        # Imported only here: its scikit-learn models take about 0.3 s to import, which
+        # every training process would pay at start-up for scores not asked for by default.
         from betavae.evaluation.disentanglement_scores import disentanglement_scores
 
         data = datamodule.ground_truth()
