@@ -54,7 +54,7 @@ class TorchvisionDataModule(BaseDataModule):
             self._open("train", download=True)
         except (OSError, RuntimeError) as err:
             # torchvision makes its folders before it fetches a file: a failed download would
-            # otherwise leave them, empty or with a part of a file, for the next try to trip on.
+            # otherwise leave them behind, empty or with a part of a file.
             if created is not None:
                 shutil.rmtree(created, ignore_errors=True)
             reason = " ".join(str(err).split())  # torchvision's reasons span several lines
