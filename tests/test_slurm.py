@@ -60,6 +60,8 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
     slurm_cluster, tmp_path, data_dir
 ):
     args = ["-m", *SLURM_CPU, *TINY_RUN, f"trainer.max_epochs={EPOCHS}", "model.beta=1,4"]
+    # A process of its own, unlike the other sweeps here: submitit's log handlers keep the
+    # streams of the moment it is imported, so in this one its lines would miss the output.
     result = run_process([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
@@ -124,7 +126,7 @@ def _test_kl_in_one_process(job_dir: Path) -> float:
 def test_ddp_runs_as_two_slurm_tasks_in_one_run_directory(slurm_cluster, tmp_path, data_dir):
     single_device = [arg for arg in TINY_RUN if not arg.startswith("trainer.devices=")]
     args = ["-m", *SLURM_CPU, "hydra.launcher.tasks_per_node=2", "trainer=ddp", *single_device]
-    result = run_process(
+    result = run_cli(
         [*args, f"trainer.max_epochs={EPOCHS}", "hydra.sweep.dir=sweep"], tmp_path, data_dir
     )
 
@@ -196,20 +198,25 @@ def _slurm_job_id(sweep: Path) -> str:
     return submission.parent.name
 
 
+def _start_requeued_now(job_ids: list[str], time_limit_min: int | None = None) -> None:
+    """Start requeued jobs at once instead of after SLURM's two-minute hold on them (their
+    BeginTime), with `time_limit_min` if given."""
+    limit = [] if time_limit_min is None else [f"TimeLimit={time_limit_min}"]
+    for job_id in job_ids:
+        if slurm_job(job_id, timeout=0).get("Reason") == "BeginTime":
+            update = ["scontrol", "update", f"JobId={job_id}", *limit, "StartTime=now"]
+            subprocess.run(update, check=True)
+
+
 def _finish(
     process: subprocess.Popen, job_ids: list[str], time_limit_min: int | None = None
 ) -> int:
-    """Wait for the sweep command, starting requeued jobs at once instead of after SLURM's
-    two-minute hold on them (their BeginTime), with `time_limit_min` if given."""
+    """Wait for the sweep command, starting its requeued jobs at once."""
     deadline = time.monotonic() + 400
-    limit = [] if time_limit_min is None else [f"TimeLimit={time_limit_min}"]
     try:
         while process.poll() is None:
             assert time.monotonic() < deadline, "the sweep did not finish"
-            for job_id in job_ids:
-                if slurm_job(job_id, timeout=0).get("Reason") == "BeginTime":
-                    update = ["scontrol", "update", f"JobId={job_id}", *limit, "StartTime=now"]
-                    subprocess.run(update, check=True)
+            _start_requeued_now(job_ids, time_limit_min)
             time.sleep(0.5)
         return process.returncode
     finally:
@@ -270,59 +277,51 @@ def _job_stderr(sweep: Path, job_id: str) -> str:
     return "".join(log.read_text() for log in sorted(sweep.glob(f".submitit/{job_id}/*_log.err")))
 
 
-def test_a_requeued_job_continues_from_the_step_it_was_stopped_at(
+def test_a_job_requeued_and_then_at_its_time_limit_continues_each_time_from_where_it_stopped(
     slurm_cluster, tmp_path, data_dir
 ):
-    epochs = 12
-    args = ["-m", *SLURM_CPU, *TRAINING, f"trainer.max_epochs={epochs}", "hydra.sweep.dir=sweep"]
-    process = _start_sweep(args, tmp_path, data_dir)
-    sweep = tmp_path / "sweep"
-    job_id = _slurm_job_id(sweep)
-    _wait_for(lambda: (sweep / "0/checkpoints/last.ckpt").is_file(), "the first epoch")
-    time.sleep(1)  # into the second epoch
-
-    subprocess.run(["scontrol", "requeue", job_id], check=True)
-    assert _finish(process, [job_id]) == 0
-
-    assert slurm_job(job_id)["Restarts"] == "1"
-    first, second = _assert_every_step_ran_once(sweep / "0", epochs)
-    # The restart read the checkpoint written when SLURM stopped the first attempt.
-    assert _resumed_from(sweep / "0") == [sweep / "0/checkpoints/last.ckpt"]
-    assert second[0] == first[-1] + 1
-    assert (
-        f"betavae-train: stopped by SIGTERM at step {second[0]}; SLURM requeued job {job_id}, "
-        "which continues when SLURM starts it again"
-    ) in _job_stderr(sweep, job_id)
-
-
-def test_a_job_at_its_time_limit_is_requeued_and_finishes_the_same_steps(
-    slurm_cluster, tmp_path, data_dir
-):
-    epochs = 90
+    """One job stopped twice, each time a different way: `scontrol requeue` in its second
+    epoch (SLURM requeues it and sends SIGTERM), then, once its restart trains, its time limit
+    (SIGUSR1, and betavae-train requeues it). Every step runs once across the three attempts."""
     # SIGUSR1 59 s before the time limit: a job whose limit is cut to 1 minute once it trains
     # is past that point at once, and slurmctld, which checks limits every 30 s, signals it at
-    # its next check, within 30 s of the cut, while it trains on (for 40 s or more on one of
-    # this project's CPU cores). Cut before training, the limit could signal it during its
-    # start-up.
+    # its next check, within 30 s of the cut, while it trains on (about 40 s more on one of
+    # this project's CPU cores). Cut before the restart trains, the limit could signal it
+    # during its start-up.
+    epochs = 95
     signal_59s_before = ["hydra.launcher.signal_delay_s=59"]
     args = ["-m", *SLURM_CPU, *signal_59s_before, *TRAINING, f"trainer.max_epochs={epochs}"]
     process = _start_sweep([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
     sweep = tmp_path / "sweep"
+    job_dir, last = sweep / "0", sweep / "0/checkpoints/last.ckpt"
     job_id = _slurm_job_id(sweep)
-    _wait_for(lambda: (sweep / "0/checkpoints/last.ckpt").is_file(), "the first epoch")
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
+    _wait_for(last.is_file, "the first epoch")
+    time.sleep(1)  # into the second epoch
 
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    _wait_for(
+        lambda: _start_requeued_now([job_id]) or len(_resumed_from(job_dir)) == 1,
+        "the restart",
+    )
+    restored = last.stat().st_mtime_ns
+    _wait_for(lambda: last.stat().st_mtime_ns != restored, "an epoch of the restart")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
     # Started again with the sweep's own time limit, the job finishes.
     assert _finish(process, [job_id], time_limit_min=10) == 0
 
     job = slurm_job(job_id)
-    assert (job["JobState"], job["Restarts"]) == ("COMPLETED", "1")
-    first, _ = _assert_every_step_ran_once(sweep / "0", epochs)
-    stopped = f"betavae-train: stopped by SIGUSR1 at step {first[-1] + 1}; requeued SLURM job"
-    assert f"{stopped} {job_id}, which continues when SLURM starts it again" in _job_stderr(
-        sweep, job_id
+    assert (job["JobState"], job["Restarts"]) == ("COMPLETED", "2")
+    _, second, third = _assert_every_step_ran_once(job_dir, epochs)
+    # Each restart read the checkpoint written when the attempt before it was stopped.
+    assert _resumed_from(job_dir) == [last, last]
+    stderr = _job_stderr(sweep, job_id)
+    continues = f"job {job_id}, which continues when SLURM starts it again"
+    assert f"betavae-train: stopped by SIGTERM at step {second[0]}; SLURM requeued {continues}" in (
+        stderr
     )
-    assert _resumed_from(sweep / "0") == [sweep / "0/checkpoints/last.ckpt"]
+    assert f"betavae-train: stopped by SIGUSR1 at step {third[0]}; requeued SLURM {continues}" in (
+        stderr
+    )
 
 
 def _run_files(job_dir: Path) -> dict[Path, int]:
@@ -369,7 +368,7 @@ def test_scancel_leaves_a_resumable_job_that_resume_auto_finishes(
     ) in _job_stderr(sweep, f"{array_id}_1")
     untouched = _run_files(finished)
 
-    result = run_process([*args, "resume=auto"], tmp_path, data_dir)
+    result = run_cli([*args, "resume=auto"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert _run_files(finished) == untouched
