@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import TINY_RUN, console_script, event_file_pids, run_cli, run_process
+from helpers import TINY_RUN, console_script, event_file_pids, run_cli
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -235,7 +235,7 @@ def test_a_slurm_job_that_slurm_started_again_continues_its_run(monkeypatch):
 def test_a_sweep_runs_under_submitit(tmp_path, data_dir):
     """submitit's local executor: the job is pickled and run in a process of its own."""
     args = ["-m", "hydra/launcher=submitit_local", *TINY_RUN, "trainer.max_epochs=1"]
-    result = run_process([*args, "model.beta=1", "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+    result = run_cli([*args, "model.beta=1", "hydra.sweep.dir=sweep"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     (job,) = _jobs(tmp_path / "sweep")
