@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
+from betavae.config.flat import flatten
 from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
 # Small, fast settings for runs that only need to exercise the machinery.
@@ -130,6 +132,17 @@ def _reset_stop_requests() -> None:
 
     STOP_REQUESTS.signum = None
     STOP_REQUESTS.immediate = True
+
+
+# Where a run ran, not what it trained: a pasted command may leave them to the machine.
+_WHERE = ("resume", "ckpt_path", "paths.", "data.data_dir")
+
+
+def run_settings(run_dir: Path) -> dict:
+    """A run's settings (its config.yaml, flat), less where it ran: what a printed command
+    that continues or forks the run must keep."""
+    config = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
+    return {key: value for key, value in config.items() if not key.startswith(_WHERE)}
 
 
 def paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, event_file_pids, paste, run_cli
+from helpers import TINY_RUN, console_script, event_file_pids, paste, run_cli, run_settings
 from omegaconf import OmegaConf
 
 from betavae.lifecycle.commands import shell_word
@@ -231,7 +231,9 @@ def test_a_sweep_with_a_diverging_job_runs_the_others_and_says_so(tmp_path, data
         assert metrics.read_bytes() == before[metrics]
 
 
-def test_a_signal_stops_a_sweep_which_the_printed_command_continues(tmp_path, data_dir):
+def test_a_signal_stops_a_sweep_which_the_printed_command_continues_with_its_settings(
+    tmp_path, data_dir
+):
     sweep = ["-m", *LONG_EPOCHS, EVERY_5_STEPS, "model.beta=1,4", "hydra.sweep.dir=sweep"]
     process = _start(sweep, tmp_path, data_dir)
     _wait_for(tmp_path / "sweep/0_model.beta=1/checkpoints/last.ckpt", process)
@@ -244,12 +246,19 @@ def test_a_signal_stops_a_sweep_which_the_printed_command_continues(tmp_path, da
     command = line.split("continue with: ")[1]
     assert shlex.split(command)[-2:] == ["hydra.sweep.dir=sweep", "resume=auto"]
     assert not (tmp_path / "sweep/1_model.beta=4").exists()
+    stopped = run_settings(tmp_path / "sweep/0_model.beta=1")
 
     resumed = paste(command, tmp_path, data_dir)
 
     assert resumed.returncode == 0, resumed.stderr
     for job in ("0_model.beta=1", "1_model.beta=4"):
         assert _metrics(tmp_path / "sweep" / job)["global_step"] == 120
+    # The same experiment: the stopped job's settings unchanged, and the job it had not
+    # started yet has the sweep's own (batches of 8, not TINY_RUN's 64) and its β.
+    assert run_settings(tmp_path / "sweep/0_model.beta=1") == stopped
+    started = run_settings(tmp_path / "sweep/1_model.beta=4")
+    assert (started["model.beta"], started["data.batch_size"]) == (4, 8)
+    assert {**started, "model.beta": 1} == stopped
 
 
 def test_two_runs_started_together_get_a_directory_each(tmp_path, data_dir):

@@ -1,41 +1,23 @@
 """Every command betavae prints, pasted into bash as printed: the run it starts is the same
-experiment as the one it came from, but for the settings it names."""
+experiment as the one it came from, but for the settings it names. (The command a stopped
+sweep prints is pasted in test_interruptions, which stops one.)"""
 
 import json
-import os
-import shlex
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, console_script, paste, run_cli
+from helpers import TINY_RUN, paste, run_cli, run_settings
 from omegaconf import OmegaConf
-
-from betavae.config.flat import flatten
 
 pytestmark = pytest.mark.slow
 
 # The run's own settings, away from the defaults and from TINY_RUN's, so that a printed command
 # that dropped them would show.
 RUN = [*TINY_RUN, "data.num_examples=500", "model.beta=2", "trainer.max_epochs=1"]
-# Where a run ran, not what it trained: the pasted commands may leave them to the machine.
-_WHERE = ("resume", "ckpt_path", "paths.", "data.data_dir")
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    path = f"{Path(console_script('betavae-train')).parent}:{os.environ['PATH']}"
-    return {**os.environ, "BETAVAE_DATA_DIR": str(data_dir), "PATH": path}
-
-
-def _settings(run_dir: Path) -> dict:
-    config = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
-    return {key: value for key, value in config.items() if not key.startswith(_WHERE)}
 
 
 def _differing(a: Path, b: Path) -> set[str]:
-    first, second = _settings(a), _settings(b)
+    first, second = run_settings(a), run_settings(b)
     return {key for key in first.keys() | second.keys() if first.get(key) != second.get(key)}
 
 
@@ -60,7 +42,7 @@ def test_train_it_longer_continues_the_same_run(original, data_dir):
         command
         == f"betavae-train resume={run_dir.relative_to(run_dir.parents[2])} trainer.max_epochs=2"
     )
-    before = _settings(run_dir)
+    before = run_settings(run_dir)
 
     result = paste(command, run_dir.parents[2], data_dir)
 
@@ -70,11 +52,11 @@ def test_train_it_longer_continues_the_same_run(original, data_dir):
 
 
 def _differing_from(before: dict, run_dir: Path) -> set[str]:
-    after = _settings(run_dir)
+    after = run_settings(run_dir)
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
 
 
-def test_the_fork_a_refused_resume_suggests_keeps_the_runs_settings(original, data_dir):
+def test_the_fork_a_refused_resume_suggests_keeps_the_runsrun_settings(original, data_dir):
     run_dir, _ = original
     cwd = run_dir.parents[2]
     known = set(_new_runs(cwd, set()))
@@ -104,34 +86,3 @@ def test_the_divergence_line_suggests_the_run_with_a_lower_learning_rate(tmp_pat
     (again,) = _new_runs(tmp_path, {run_dir})
     assert _differing(run_dir, again) == {"model.lr"}
     assert OmegaConf.load(again / "config.yaml").model.lr == pytest.approx(1e11)
-
-
-def test_a_stopped_sweep_continues_with_its_own_settings(tmp_path, data_dir):
-    sweep = ["-m", *RUN, "data.batch_size=8", "model.beta=1,4", "hydra.sweep.dir=sweep"]
-    process = subprocess.Popen(
-        [console_script("betavae-train"), *sweep, "callbacks.checkpoint.every_n_train_steps=5"],
-        cwd=tmp_path,
-        env=_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    checkpoint = tmp_path / "sweep/0_model.beta=1/checkpoints/last.ckpt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr
-    command = stderr.strip().splitlines()[-1].split("continue with: ")[1]
-    assert shlex.split(command)[-2:] == ["hydra.sweep.dir=sweep", "resume=auto"]
-    before = _settings(tmp_path / "sweep/0_model.beta=1")
-
-    result = paste(command, tmp_path, data_dir)
-
-    assert result.returncode == 0, result.stderr
-    assert _differing_from(before, tmp_path / "sweep/0_model.beta=1") == set()
-    assert _settings(tmp_path / "sweep/1_model.beta=4")["model.beta"] == 4
-    assert _settings(tmp_path / "sweep/1_model.beta=4")["data.num_examples"] == 500
