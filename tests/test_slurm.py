@@ -298,11 +298,12 @@ def test_a_job_requeued_and_then_at_its_time_limit_continues_each_time_from_wher
     _wait_for(last.is_file, "the first epoch")
     time.sleep(1)  # into the second epoch
 
+    def restarted() -> bool:
+        _start_requeued_now([job_id])
+        return len(_resumed_from(job_dir)) == 1
+
     subprocess.run(["scontrol", "requeue", job_id], check=True)
-    _wait_for(
-        lambda: _start_requeued_now([job_id]) or len(_resumed_from(job_dir)) == 1,
-        "the restart",
-    )
+    _wait_for(restarted, "the restart")
     restored = last.stat().st_mtime_ns
     _wait_for(lambda: last.stat().st_mtime_ns != restored, "an epoch of the restart")
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
@@ -316,12 +317,10 @@ def test_a_job_requeued_and_then_at_its_time_limit_continues_each_time_from_wher
     assert _resumed_from(job_dir) == [last, last]
     stderr = _job_stderr(sweep, job_id)
     continues = f"job {job_id}, which continues when SLURM starts it again"
-    assert f"betavae-train: stopped by SIGTERM at step {second[0]}; SLURM requeued {continues}" in (
-        stderr
-    )
-    assert f"betavae-train: stopped by SIGUSR1 at step {third[0]}; requeued SLURM {continues}" in (
-        stderr
-    )
+    requeued_by_slurm = f"stopped by SIGTERM at step {second[0]}; SLURM requeued {continues}"
+    requeued_at_its_limit = f"stopped by SIGUSR1 at step {third[0]}; requeued SLURM {continues}"
+    assert f"betavae-train: {requeued_by_slurm}" in stderr
+    assert f"betavae-train: {requeued_at_its_limit}" in stderr
 
 
 def _run_files(job_dir: Path) -> dict[Path, int]:
