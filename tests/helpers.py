@@ -22,6 +22,7 @@ from tensorboard.backend.event_processing.plugin_event_accumulator import EventA
 from tensorboard.util.tensor_util import make_ndarray
 
 from betavae.config.flat import flatten
+from betavae.lifecycle.layout import read_config
 from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
 # Small, fast settings for runs that only need to exercise the machinery.
@@ -141,7 +142,7 @@ _WHERE = ("resume", "ckpt_path", "paths.", "data.data_dir")
 def run_settings(run_dir: Path) -> dict:
     """A run's settings (its config.yaml, flat), less where it ran: what a printed command
     that continues or forks the run must keep."""
-    config = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
+    config = flatten(OmegaConf.to_container(read_config(run_dir)))
     return {key: value for key, value in config.items() if not key.startswith(_WHERE)}
 
 
