@@ -344,7 +344,8 @@ def drive(args: argparse.Namespace) -> dict:
 def small_data(root: Path, sizes: "Sizes", repeats: int, threads: int) -> dict:
     """Short epochs, where what a run does around its steps (validation, checkpoints, logging,
     pictures) weighs most: end to end, from the first step to the end of training, against the
-    fastest plain loop's training alone."""
+    fastest plain loop's training alone; and a bare LightningModule (validating every epoch) in
+    between, to tell Lightning's share of the difference from betavae's."""
     write_data(root, sizes.small_train, sizes.small_test)
     plain = [f"--data={root}", f"--epochs={sizes.small_epochs}"]
     overrides = ["data=mnist", f"data.data_dir={root}", "data.num_workers=0"]
@@ -354,33 +355,38 @@ def small_data(root: Path, sizes: "Sizes", repeats: int, threads: int) -> dict:
         f"\nSmall data: {images} MNIST-format training images, {sizes.small_epochs} epochs, "
         f"{threads} thread{'s' if threads > 1 else ''}"
     )
-    runs = compare(
-        {"betavae": ("betavae", betavae), "fastest": ("fastest", plain)}, repeats, threads
-    )
-    betavae_rate, fastest_rate = (
-        runs[label]["end_to_end_images_per_s"] for label in ("betavae", "fastest")
-    )
-    each_repeat = [
-        b / f
-        for b, f in zip(
-            runs["betavae"]["end_to_end_images_per_s_all"],
-            runs["fastest"]["end_to_end_images_per_s_all"],
-            strict=True,
-        )
-    ]
-    ratio = betavae_rate / fastest_rate
+    contenders = {"betavae": ("betavae", betavae), "lightning": ("lightning", plain)}
+    runs = compare({**contenders, "fastest": ("fastest", plain)}, repeats, threads)
+    rates = {label: run["end_to_end_images_per_s"] for label, run in runs.items()}
     print(
-        f"  end to end: betavae {betavae_rate:.0f} images/s (validation, checkpoints, logging "
-        f"and pictures included), fastest loop {fastest_rate:.0f}: betavae / fastest "
-        f"{ratio:.2f} (within each repeat {', '.join(f'{r:.2f}' for r in each_repeat)})"
+        f"  end to end: betavae {rates['betavae']:.0f} images/s (validation, checkpoints, "
+        f"logging and pictures included), bare Lightning {rates['lightning']:.0f} (validation "
+        f"included), fastest loop {rates['fastest']:.0f} (training alone)"
     )
+    ratios = {}
+    for label in contenders:
+        each_repeat = [
+            this / fastest
+            for this, fastest in zip(
+                runs[label]["end_to_end_images_per_s_all"],
+                runs["fastest"]["end_to_end_images_per_s_all"],
+                strict=True,
+            )
+        ]
+        ratios[label] = {"ratio": rates[label] / rates["fastest"], "each_repeat": each_repeat}
+        print(
+            f"  {label} / fastest {ratios[label]['ratio']:.2f} (within each repeat "
+            f"{', '.join(f'{r:.2f}' for r in each_repeat)})"
+        )
     return {
         **runs,
         "training_images": images,
         "epochs": sizes.small_epochs,
         "threads": threads,
-        "ratio": ratio,
-        "ratio_each_repeat": each_repeat,
+        "ratio": ratios["betavae"]["ratio"],
+        "ratio_each_repeat": ratios["betavae"]["each_repeat"],
+        "lightning_ratio": ratios["lightning"]["ratio"],
+        "lightning_ratio_each_repeat": ratios["lightning"]["each_repeat"],
     }
 
 

@@ -6,6 +6,8 @@ own (`throughput.py --worker NAME ...`), and prints one `RESULT {json}` line.
   callback appended.
 - classic: torchvision's MNIST with ToTensor through a DataLoader, as pytorch/examples does.
 - fastest: a plain loop slicing one preloaded tensor (on the training device) in a random order.
+- lightning: the same slices and model in a bare LightningModule, validating every epoch:
+  Lightning's own loop, with nothing of betavae around it.
 - graph: the plain model's whole training step (forward, loss, backward, fused Adam) captured
   once as a CUDA graph and replayed on each batch copied into its static input: what the GPU
   can do once Python and kernel launches are out of the way. CUDA only.
@@ -23,8 +25,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 # betavae holds its default 10% of the training file out for validation; the plain loops
 # train on as many images, so the test ELBOs after the same epochs compare.
@@ -188,29 +194,89 @@ def worker_classic(args: argparse.Namespace) -> None:
 
 def worker_fastest(args: argparse.Namespace) -> None:
     images, test_images = preloaded(args)
+    batches = Batches(images, args.batch_size, shuffle=True)
+    _plain_training(batches.__iter__, test_images, tuple(images.shape[1:]), args)
 
-    def batches() -> Iterator[torch.Tensor]:
-        order = torch.randperm(len(images), device=images.device)
-        for index in order.split(args.batch_size):
-            yield images[index]
 
-    _plain_training(batches, test_images, tuple(images.shape[1:]), args)
+class Batches:
+    """Slices of one preloaded tensor, in a new random order each pass if `shuffle`."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, shuffle: bool = False) -> None:
+        self.images, self.batch_size, self.shuffle = images, batch_size, shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        count, device = len(self.images), self.images.device
+        order = torch.randperm(count, device=device) if self.shuffle else torch.arange(count)
+        for index in order.split(self.batch_size):
+            yield self.images[index]
+
+
+def worker_lightning(args: argparse.Namespace) -> None:
+    """A bare LightningModule around the plain model, fused Adam and a validation of the
+    held-out images every epoch, as betavae has; no callback but the clock, no logger, no
+    checkpoints. Its distance to the fastest loop is Lightning's own loop (hooks, closure,
+    progress tracking), which any trainer built on it pays; its distance to betavae is what
+    betavae adds."""
+    import lightning.pytorch as pl
+
+    from betavae.vae import elbo_terms
+
+    train, held_out, test = (images.to(args.device) for images in splits(args))
+    torch.manual_seed(0)
+
+    class Bare(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vae = plain_model(args, tuple(train.shape[1:]))
+
+        def training_step(self, images: torch.Tensor, batch_idx: int) -> torch.Tensor:
+            return elbo_terms(self.vae, images).loss(1.0)
+
+        def validation_step(self, images: torch.Tensor, batch_idx: int) -> torch.Tensor:
+            return elbo_terms(self.vae, images).elbo.detach()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
+
+    clock = EpochClock(torch.device(args.device))
+    trainer = pl.Trainer(
+        max_epochs=args.epochs,
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        devices=1,
+        precision=args.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timing_callback(clock)],
+    )
+    module = Bare()
+    batches = Batches(train, args.batch_size, shuffle=True)
+    trainer.fit(module, batches, Batches(held_out, args.batch_size))
+    report(clock, args, test_elbo(module.vae, test, args.batch_size))
 
 
 def preloaded(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     """(training images, test images) as float tensors on the training device."""
-    if args.sprites:  # as many training and test images as betavae's 80/10/10 split
+    train, _, test = splits(args)
+    return train.to(args.device), test.to(args.device)
+
+
+def splits(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(training, held-out, test) images as float tensors, as many of each as betavae uses."""
+    if args.sprites:  # betavae's 80/10/10 split
         data = torch.load(args.sprites, weights_only=True)["images"].float()
         train_end, test_end = round(len(data) * 0.8), round(len(data) * 0.9)
-        train, test = data[:train_end], data[train_end:test_end]
-    else:
-        from torchvision import datasets
+        return data[:train_end], data[test_end:], data[train_end:test_end]
+    from torchvision import datasets
 
-        train = datasets.MNIST(args.data, train=True, download=False).data
-        test = datasets.MNIST(args.data, train=False, download=False).data
-        train = train[: round(len(train) * TRAIN_FRACTION)].unsqueeze(1).float() / 255
-        test = test.unsqueeze(1).float() / 255
-    return train.to(args.device), test.to(args.device)
+    train = datasets.MNIST(args.data, train=True, download=False).data.unsqueeze(1).float() / 255
+    test = datasets.MNIST(args.data, train=False, download=False).data.unsqueeze(1).float() / 255
+    train_end = round(len(train) * TRAIN_FRACTION)
+    return train[:train_end], train[train_end:], test
 
 
 def worker_graph(args: argparse.Namespace) -> None:
@@ -304,14 +370,10 @@ class SyncAudit:
         return {"logging_steps": named(True), "other_steps": named(False)}
 
 
-def worker_betavae(args: argparse.Namespace) -> None:
+def timing_callback(clock: EpochClock, audit: "SyncAudit | None" = None) -> "pl.Callback":
+    """A Lightning callback that times a fit on `clock`, and audits its syncs with `audit`.
+    (Lightning is imported here: the plain loops' start-up would otherwise include it.)"""
     import lightning.pytorch as pl
-
-    import betavae.apps.train as train_app
-    import betavae.training.pipeline as pipeline
-
-    clock = EpochClock(torch.device(args.device))
-    audit = SyncAudit() if args.sync_audit else None
 
     class Timing(pl.Callback):
         def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -335,7 +397,8 @@ def worker_betavae(args: argparse.Namespace) -> None:
                 audit.start_step((trainer.global_step + 1) % trainer.log_every_n_steps == 0)
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            clock.batch_done(len(batch[0]))
+            images = batch[0] if isinstance(batch, tuple | list) else batch  # (images, labels)
+            clock.batch_done(len(images))
 
         def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             clock.end_epoch()
@@ -352,10 +415,21 @@ def worker_betavae(args: argparse.Namespace) -> None:
             if audit is not None:
                 audit.paused = False
 
+    return Timing()
+
+
+def worker_betavae(args: argparse.Namespace) -> None:
+    import betavae.apps.train as train_app
+    import betavae.training.pipeline as pipeline
+
+    clock = EpochClock(torch.device(args.device))
+    audit = SyncAudit() if args.sync_audit else None
+
     # The changes to the real entry point: the timing callback joins the default ones, and
     # `--accel compile...` compiles the VAE as a user's option would.
     default_callbacks = pipeline.build_callbacks
-    pipeline.build_callbacks = lambda *a, **k: [*default_callbacks(*a, **k), Timing()]
+    timing = timing_callback(clock, audit)
+    pipeline.build_callbacks = lambda *a, **k: [*default_callbacks(*a, **k), timing]
     if args.accel in COMPILE_MODES:
         default_module = pipeline.build_module
 
@@ -383,4 +457,5 @@ WORKERS = {
     "classic": worker_classic,
     "fastest": worker_fastest,
     "graph": worker_graph,
+    "lightning": worker_lightning,
 }

@@ -36,18 +36,40 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
     fastest = _worker("fastest", [f"--sprites={sprites}", "--epochs=2", "--latent-dim=4"])
 
     for result in (betavae, fastest):
-        assert len(result["epoch_s"]) == 2
-        assert result["images_per_s"] > 0
-        # The whole of training: validation, checkpoints, logging and pictures where they run,
-        # so it encloses every epoch's training batches. Not a comparison of the two rates: the
-        # last epoch's alone, a fraction of a second here, can come out the lower (a picture
-        # drawn in a thread beside it, the machine's noise), as in one CI run: 1,845 images/s
-        # end to end against 1,582.
-        assert sum(result["epoch_s"]) < result["fit_s"]
-        assert result["end_to_end_images_per_s"] > 0
+        _assert_two_epochs_reported(result)
         assert result["startup_s"] > 0  # measured from --spawned-at
-        assert result["peak_rss_mb"] > 100
-        assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
+
+
+# Lightning's, for a Trainer of its own: the SLURM tests' packages put `srun` on the PATH.
+@pytest.mark.filterwarnings("ignore:The `srun` command is available")
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated")
+def test_the_bare_lightning_worker_trains_the_same_sprites(tmp_path, monkeypatch, capsys):
+    """In this process (the worker's start-up is not what is checked here)."""
+    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
+    import throughput
+
+    sprites = throughput.render_sprites_file(tmp_path, num_examples=400, image_size=28)
+    arguments = [f"--sprites={sprites}", "--epochs=2", "--latent-dim=4", "--spawned-at=0"]
+    arguments.append(f"--threads={torch.get_num_threads()}")  # this process's, left as they are
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--worker", "lightning", *arguments])
+    throughput.main()
+
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("RESULT ")]
+    _assert_two_epochs_reported(json.loads(line.removeprefix("RESULT ")))
+
+
+def _assert_two_epochs_reported(result: dict) -> None:
+    assert len(result["epoch_s"]) == 2
+    assert result["images_per_s"] > 0
+    # The whole of training: validation, checkpoints, logging and pictures where they run, so
+    # it encloses every epoch's training batches. Not a comparison of the two rates: the last
+    # epoch's alone, a fraction of a second here, can come out the lower (a picture drawn in a
+    # thread beside it, the machine's noise), as in one CI run: 1,845 images/s end to end
+    # against 1,582.
+    assert sum(result["epoch_s"]) < result["fit_s"]
+    assert result["end_to_end_images_per_s"] > 0
+    assert result["peak_rss_mb"] > 100
+    assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
 
 
 def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(monkeypatch, capsys):
