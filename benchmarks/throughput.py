@@ -1,6 +1,6 @@
 """Training throughput of betavae against plain PyTorch loops, measured in one run.
 
-    python benchmarks/throughput.py                  # about 17 minutes on 2 CPU cores
+    python benchmarks/throughput.py                  # about 20 minutes on 2 CPU cores
     python benchmarks/throughput.py --quick          # every contender once, small: < 2 minutes
     python benchmarks/throughput.py --device cuda    # on a GPU (benchmarks/on_gpu.py): ~8 minutes
 
