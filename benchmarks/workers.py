@@ -273,10 +273,14 @@ def splits(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.
         return data[:train_end], data[test_end:], data[train_end:test_end]
     from torchvision import datasets
 
-    train = datasets.MNIST(args.data, train=True, download=False).data.unsqueeze(1).float() / 255
-    test = datasets.MNIST(args.data, train=False, download=False).data.unsqueeze(1).float() / 255
+    def floats(pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.unsqueeze(1).float() / 255
+
+    # Each part converted apart, so that a worker that drops the held-out part frees it.
+    train = datasets.MNIST(args.data, train=True, download=False).data
+    test = datasets.MNIST(args.data, train=False, download=False).data
     train_end = round(len(train) * TRAIN_FRACTION)
-    return train[:train_end], train[train_end:], test
+    return floats(train[:train_end]), floats(train[train_end:]), floats(test)
 
 
 def worker_graph(args: argparse.Namespace) -> None:
