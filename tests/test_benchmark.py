@@ -40,9 +40,6 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
         assert result["startup_s"] > 0  # measured from --spawned-at
 
 
-# Lightning's, for a Trainer of its own: the SLURM tests' packages put `srun` on the PATH.
-@pytest.mark.filterwarnings("ignore:The `srun` command is available")
-@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated")
 def test_the_bare_lightning_worker_trains_the_same_sprites(tmp_path, monkeypatch, capsys):
     """In this process (the worker's start-up is not what is checked here)."""
     monkeypatch.syspath_prepend(str(BENCHMARK.parent))

@@ -16,6 +16,7 @@ from betavae.data import SpritesDataModule
 from betavae.lifecycle.checkpoints import AtomicCheckpointIO, RunCheckpoints
 from betavae.training.callbacks import build_callbacks
 from betavae.training.module import VAEModule
+from betavae.training.tensorboard import RunLogger
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +82,15 @@ def _fp16_fit(
         limit_train_batches=train_batches,
         gradient_clip_val=gradient_clip_val,
         plugins=[MixedPrecision("16-mixed", "cpu"), AtomicCheckpointIO()],
-        logger=False,
+        # The run's logger, as betavae-train has: the image callbacks draw for it alone.
+        logger=RunLogger(str(run_dir)),
         callbacks=[
             *build_callbacks(callbacks_config, progress_bar=False),
             RunCheckpoints(run_dir / "checkpoints"),
             probe,
         ],
         enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=run_dir,
     )
     datamodule = SpritesDataModule(str(data_dir), num_examples=600, image_size=32, batch_size=64)
