@@ -218,6 +218,9 @@ def main() -> None:
     parser.add_argument("--sync-audit", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for option, value in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if value < 1:
+            refuse(f"{option} {value}: give a whole number of at least 1")
     if args.out is not None and args.out.exists():
         refuse(f"--out {args.out} exists already; name a new file")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -79,6 +79,22 @@ def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(monkeypatch
     )
 
 
+@pytest.mark.parametrize("option", ["--repeats", "--threads"])
+def test_the_benchmark_refuses_fewer_than_one_repeat_or_thread_in_one_line(
+    option, monkeypatch, capsys
+):
+    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
+    import throughput
+
+    monkeypatch.setattr(sys, "argv", ["throughput.py", option, "0"])
+    with pytest.raises(SystemExit) as refused:
+        throughput.main()
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == (
+        f"throughput.py: error: {option} 0: give a whole number of at least 1\n"
+    )
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCHMARK.parent))
