@@ -17,8 +17,7 @@ RUN = [*TINY_RUN, "data.num_examples=500", "model.beta=2", "trainer.max_epochs=1
 
 
 def _differing(a: Path, b: Path) -> set[str]:
-    first, second = run_settings(a), run_settings(b)
-    return {key for key in first.keys() | second.keys() if first.get(key) != second.get(key)}
+    return _differing_from(run_settings(a), b)
 
 
 def _new_runs(cwd: Path, known: set[Path]) -> list[Path]:
@@ -56,7 +55,7 @@ def _differing_from(before: dict, run_dir: Path) -> set[str]:
     return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
 
 
-def test_the_fork_a_refused_resume_suggests_keeps_the_runsrun_settings(original, data_dir):
+def test_the_fork_a_refused_resume_suggests_keeps_the_runs_settings(original, data_dir):
     run_dir, _ = original
     cwd = run_dir.parents[2]
     known = set(_new_runs(cwd, set()))
