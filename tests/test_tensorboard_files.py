@@ -1,17 +1,21 @@
 """What betavae writes for TensorBoard, without training: the log interval, labelled pictures,
-and the HPARAMS experiment of a sweep built from its jobs' files."""
+the records' checksums, and the HPARAMS experiment of a sweep built from its jobs' files."""
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from helpers import scalars, tensorboard_run
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
 from betavae.evaluation.pictures import grid, traversal_labels
 from betavae.training.log_interval import log_interval
+from betavae.training.tensorboard import RunLogger, scalar_value
 from betavae.training.tensorboard_hparams import record_hparams
 
 
@@ -42,6 +46,40 @@ def test_a_labelled_grid_puts_each_label_beside_its_row():
         assert label_column[:, 4 + row * 68 : (row + 1) * 68].min() < 80
     with pytest.raises(ValueError, match="3 row labels for 2 rows"):
         grid(images, per_row=3, row_labels=["a", "b", "c"])
+
+
+@pytest.mark.parametrize(
+    ("value", "description"), [(1.5, "the loss"), (0.1, None), (-3e38, ""), (float("nan"), "é")]
+)
+def test_a_scalar_point_is_stored_as_tensorboards_own_scalar_summary(value, description):
+    ours = scalar_value("train/loss", value, description).SerializeToString()
+    assert (
+        ours == scalar_pb("train/loss", value, description=description).value[0].SerializeToString()
+    )
+
+
+def test_event_records_carry_the_checksums_tensorboards_own_code_computes(tmp_path):
+    """The checksums are computed in C (betavae.training.event_checksums); each must equal the
+    one TensorBoard's pure-Python code computes, which its readers check every record against."""
+    logger = RunLogger(str(tmp_path))
+    noise = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8, generator=torch.Generator())
+    logger.log_image("val/samples", noise, step=3)
+    logger.log_metrics({"train/loss": 1.5, "train/kl": 0.25}, step=3)
+    logger.finalize("success")
+    (events,) = tmp_path.glob("events.out.tfevents.*")
+    data, checked, sizes = events.read_bytes(), 0, []
+    while data:
+        header, (header_crc,) = data[:8], struct.unpack("<I", data[8:12])
+        (length,) = struct.unpack("<Q", header)
+        record, (record_crc,) = (
+            data[12 : 12 + length],
+            struct.unpack("<I", data[12 + length : 16 + length]),
+        )
+        assert (header_crc, record_crc) == (masked_crc32c(header), masked_crc32c(record))
+        data, checked = data[16 + length :], checked + 1
+        sizes.append(length)
+    assert checked >= 4  # the file's version, the layout, the picture and the two points
+    assert max(sizes) > 300 * 400  # the noise picture, about as big as its pixels
 
 
 def test_a_grid_of_colour_images_keeps_their_colours_in_bytes():
