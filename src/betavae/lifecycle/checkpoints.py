@@ -103,8 +103,10 @@ def link_atomically(source: Path, path: Path, durable: bool = True) -> None:
         fsync_directory(path.parent)
 
 
-# The share of a run's time epoch-end checkpoints may take where epochs are short.
-CHECKPOINT_SHARE = 0.02
+# The share of a run's time epoch-end checkpoints may take where epochs are short: a
+# checkpoint every 100 times its own cost, so every second or so of a small MLP's training,
+# which is also what a run killed by SIGKILL can lose.
+CHECKPOINT_SHARE = 0.01
 # A checkpoint is synced to disk when the last synced one is this old, or the run ends or
 # stops: epoch-end checkpoints of short epochs, replaced within seconds, are not each synced
 # (their fsync was most of their cost). A killed process loses nothing written either way.
