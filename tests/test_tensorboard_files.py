@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from helpers import scalars, tensorboard_run
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
@@ -56,6 +57,20 @@ def test_a_scalar_point_is_stored_as_tensorboards_own_scalar_summary(value, desc
     assert (
         ours == scalar_pb("train/loss", value, description=description).value[0].SerializeToString()
     )
+
+
+def test_a_step_of_several_values_is_one_event_and_the_epoch_none(tmp_path):
+    logger = RunLogger(str(tmp_path))
+    logger.log_metrics({"train/loss": 1.5, "train/kl": 0.25, "epoch": 0}, step=3)
+    logger.log_metrics({"epoch": 1}, step=4)
+    logger.finalize("success")
+    (events,) = tmp_path.glob("events.out.tfevents.*")
+    summaries = [
+        event for event in EventFileLoader(str(events)).Load() if event.HasField("summary")
+    ]
+    tags = [[value.tag for value in event.summary.value] for event in summaries]
+    assert tags[1:] == [["train/loss", "train/kl"]]  # after the custom-scalars layout
+    assert [event.step for event in summaries[1:]] == [3]
 
 
 def test_event_records_carry_the_checksums_tensorboards_own_code_computes(tmp_path):

@@ -84,7 +84,8 @@ class RunLogger(TensorBoardLogger):
             description = None if tag in self._described else describe(tag)
             self._described.add(tag)
             summary.value.append(scalar_value(tag, float(value), description))
-        self._write(summary, step)
+        if summary.value:
+            self._write(summary, step)
 
     @rank_zero_only
     def log_image(self, tag: str, picture: Tensor, step: int) -> None:
