@@ -13,8 +13,10 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from betavae.evaluation.pictures import grid, traversal_labels
+from betavae.training import event_checksums
 from betavae.training.log_interval import log_interval
 from betavae.training.tensorboard import RunLogger, scalar_value
 from betavae.training.tensorboard_hparams import record_hparams
@@ -77,6 +79,9 @@ def test_event_records_carry_the_checksums_tensorboards_own_code_computes(tmp_pa
     """The checksums are computed in C (betavae.training.event_checksums); each must equal the
     one TensorBoard's pure-Python code computes, which its readers check every record against."""
     logger = RunLogger(str(tmp_path))
+    # TensorBoard's record writer looks the function up by this module-level name; a release
+    # that stops doing so would quietly bring back the pure-Python checksums.
+    assert RecordWriter.write.__globals__["masked_crc32c"] is event_checksums.masked_crc32c
     noise = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8, generator=torch.Generator())
     logger.log_image("val/samples", noise, step=3)
     logger.log_metrics({"train/loss": 1.5, "train/kl": 0.25}, step=3)
