@@ -1,15 +1,34 @@
 """The throughput benchmark's workers still drive the real code paths and report results."""
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+
+
+@pytest.fixture
+def throughput(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The benchmark script as a module, imported in this process (its modules import each
+    other by name, so their directory goes on the path)."""
+    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
+    return importlib.import_module("throughput")
+
+
+def _refusal(throughput: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys, *argv: str) -> str:
+    """What the script says on stderr when it refuses `argv`, having checked it exits 2."""
+    monkeypatch.setattr(sys, "argv", ["throughput.py", *argv])
+    with pytest.raises(SystemExit) as refused:
+        throughput.main()
+    assert refused.value.code == 2
+    return capsys.readouterr().err
 
 
 def _worker(name: str, args: list[str]) -> dict:
@@ -40,11 +59,10 @@ def test_betavae_and_plain_workers_train_the_same_sprites(tmp_path):
         assert result["startup_s"] > 0  # measured from --spawned-at
 
 
-def test_the_bare_lightning_worker_trains_the_same_sprites(tmp_path, monkeypatch, capsys):
+def test_the_bare_lightning_worker_trains_the_same_sprites(
+    throughput, tmp_path, monkeypatch, capsys
+):
     """In this process (the worker's start-up is not what is checked here)."""
-    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
-    import throughput
-
     sprites = throughput.render_sprites_file(tmp_path, num_examples=400, image_size=28)
     arguments = [f"--sprites={sprites}", "--epochs=2", "--latent-dim=4", "--spawned-at=0"]
     arguments.append(f"--threads={torch.get_num_threads()}")  # this process's, left as they are
@@ -69,11 +87,8 @@ def _assert_two_epochs_reported(result: dict) -> None:
     assert 0 < result["test_elbo"] < 28 * 28 * 0.7  # better than guessing every pixel
 
 
-def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARK.parent))  # its modules import each other so
-    import workers
-
-    workers.worker_graph(argparse.Namespace(device="cpu", precision="32-true"))
+def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(throughput, capsys):
+    throughput.WORKERS["graph"](argparse.Namespace(device="cpu", precision="32-true"))
     assert capsys.readouterr().out == (
         'RESULT {"skipped": "the CUDA-graph ceiling needs a CUDA GPU (torch.cuda.graphs)"}\n'
     )
@@ -81,30 +96,18 @@ def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(monkeypatch
 
 @pytest.mark.parametrize("option", ["--repeats", "--threads"])
 def test_the_benchmark_refuses_fewer_than_one_repeat_or_thread_in_one_line(
-    option, monkeypatch, capsys
+    option, throughput, monkeypatch, capsys
 ):
-    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
-    import throughput
-
-    monkeypatch.setattr(sys, "argv", ["throughput.py", option, "0"])
-    with pytest.raises(SystemExit) as refused:
-        throughput.main()
-    assert refused.value.code == 2
-    assert capsys.readouterr().err == (
+    assert _refusal(throughput, monkeypatch, capsys, option, "0") == (
         f"throughput.py: error: {option} 0: give a whole number of at least 1\n"
     )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARK.parent))
-    import throughput
-
-    monkeypatch.setattr(sys, "argv", ["throughput.py", "--device", "cuda"])
-    with pytest.raises(SystemExit) as refused:
-        throughput.main()
-    assert refused.value.code == 2
-    assert capsys.readouterr().err == (
+def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line(
+    throughput, monkeypatch, capsys
+):
+    assert _refusal(throughput, monkeypatch, capsys, "--device", "cuda") == (
         "throughput.py: error: --device cuda: torch sees no CUDA GPU on this machine; "
         "leave --device out\n"
     )
