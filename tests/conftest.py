@@ -116,6 +116,9 @@ def slurm_cluster() -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLURM_CONF", conf)
         try:
+            # slurmctld's log then names its checks of the jobs' time limits, every 30 s,
+            # which test_slurm.py times a job's time limit by.
+            subprocess.run(["scontrol", "setdebug", "debug2"], check=True)
             yield Path(conf)
         finally:
             subprocess.run([str(LOCAL_SLURM), "stop", conf], check=True, timeout=120)

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,7 @@ TRAINING = [
     "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=1",
 ]
+TIME_LIMIT_CHECK_EVERY_S = 30  # slurmctld's PERIODIC_TIMEOUT
 RESTORED = re.compile(r"Restoring states from the checkpoint path at (\S+)")
 
 
@@ -283,12 +285,9 @@ def test_a_job_requeued_and_then_at_its_time_limit_continues_each_time_from_wher
     """One job stopped twice, each time a different way: `scontrol requeue` in its second
     epoch (SLURM requeues it and sends SIGTERM), then, once its restart trains, its time limit
     (SIGUSR1, and betavae-train requeues it). Every step runs once across the three attempts."""
-    # SIGUSR1 59 s before the time limit: a job whose limit is cut to 1 minute once it trains
-    # is past that point at once, and slurmctld, which checks limits every 30 s, signals it at
-    # its next check, within 30 s of the cut, while it trains on (about 40 s more on one of
-    # this project's CPU cores). Cut before the restart trains, the limit could signal it
-    # during its start-up.
-    epochs = 95
+    # SIGUSR1 59 s before the time limit: a job whose limit is cut to 1 minute is past that
+    # point at once, and slurmctld signals it at its next check of the limits.
+    epochs = 30
     signal_59s_before = ["hydra.launcher.signal_delay_s=59"]
     args = ["-m", *SLURM_CPU, *signal_59s_before, *TRAINING, f"trainer.max_epochs={epochs}"]
     process = _start_sweep([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
@@ -306,7 +305,7 @@ def test_a_job_requeued_and_then_at_its_time_limit_continues_each_time_from_wher
     _wait_for(restarted, "the restart")
     restored = last.stat().st_mtime_ns
     _wait_for(lambda: last.stat().st_mtime_ns != restored, "an epoch of the restart")
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
+    _signal_at_the_time_limit_within_2s(job_id, slurm_cluster)
     # Started again with the sweep's own time limit, the job finishes.
     assert _finish(process, [job_id], time_limit_min=10) == 0
 
@@ -321,6 +320,27 @@ def test_a_job_requeued_and_then_at_its_time_limit_continues_each_time_from_wher
     requeued_at_its_limit = f"stopped by SIGUSR1 at step {third[0]}; requeued SLURM {continues}"
     assert f"betavae-train: {requeued_by_slurm}" in stderr
     assert f"betavae-train: {requeued_at_its_limit}" in stderr
+
+
+def _signal_at_the_time_limit_within_2s(job_id: str, slurm_conf: Path) -> None:
+    """Cut a running job's time limit to 1 minute so that slurmctld signals it, letting it run
+    only the last 2 s before slurmctld's next check of the limits rather than up to the 30 s
+    between two checks (PERIODIC_TIMEOUT, built into SLURM): until then the job is suspended,
+    which stops its clock and skips it in the checks. The moment of the next check comes from
+    slurmctld's log, which names each check at level debug2 (the slurm_cluster fixture sets it)."""
+    subprocess.run(["scontrol", "suspend", job_id], check=True)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
+    log = slurm_conf.parent / "log/slurmctld.log"
+
+    def checks() -> list[str]:
+        return re.findall(r"^\[(\S+)\] debug2: Testing job time limits", log.read_text(), re.M)
+
+    _wait_for(checks, "a check of the time limits in slurmctld's log", timeout=60)
+    next_check = datetime.fromisoformat(checks()[-1]).timestamp() + TIME_LIMIT_CHECK_EVERY_S
+    while next_check < time.time() + 3:
+        next_check += TIME_LIMIT_CHECK_EVERY_S
+    time.sleep(next_check - 2 - time.time())
+    subprocess.run(["scontrol", "resume", job_id], check=True)
 
 
 def _run_files(job_dir: Path) -> dict[Path, int]:
