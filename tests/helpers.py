@@ -3,6 +3,7 @@ them, or (where the process boundary is what a test is about) in a process of th
 
 import contextlib
 import io
+import json
 import logging
 import os
 import signal
@@ -43,17 +44,19 @@ def console_script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-# Each console script's `main`, without the quick exit of the installed script
-# (betavae.apps.console), which would end this process.
-APPS = {
-    "betavae-train": lambda: import_module("betavae.apps.train").main,
-    "betavae-report": lambda: import_module("betavae.apps.report").main,
+# Each console script's `main` (module, function), without the quick exit of the installed
+# script (betavae.apps.console), which would end the process.
+MAINS = {
+    "betavae-train": ("betavae.apps.train", "main"),
+    "betavae-report": ("betavae.apps.report", "main"),
     **{
-        f"betavae-{name}": lambda name=name: getattr(
-            import_module("betavae.apps.model_apps"), f"{name}_main"
-        )
+        f"betavae-{name}": ("betavae.apps.model_apps", f"{name}_main")
         for name in ("eval", "sample", "encode", "score")
     },
+}
+APPS = {
+    script: lambda module=module, function=function: getattr(import_module(module), function)
+    for script, (module, function) in MAINS.items()
 }
 
 
@@ -160,6 +163,50 @@ def paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProces
     ).stdout.split("\0")[:-1]
     script, *args = words
     return run_cli(args, cwd, data_dir, script=script)
+
+
+# In a new Python process (this module imports torch): each command through its app's `main`,
+# then whether torch was imported on the way.
+_WITHOUT_TORCH = """
+import contextlib, importlib, io, json, sys
+
+results = []
+for script, (module, function), args in json.loads(sys.argv[1]):
+    main = getattr(importlib.import_module(module), function)
+    sys.argv = [script, *args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main()
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+    results.append((status, stdout.getvalue(), stderr.getvalue()))
+print(json.dumps({"results": results, "torch": "torch" in sys.modules}))
+"""
+
+
+def run_in_a_new_process(
+    commands: list[tuple[str, list[str]]], cwd: Path, env: dict[str, str]
+) -> tuple[list[subprocess.CompletedProcess], bool]:
+    """Each (script, args) in turn through its app's `main`, in one new Python process, where
+    what a command imports is seen: their results, and whether torch was imported."""
+    chosen = [(script, MAINS[script], args) for script, args in commands]
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, json.dumps(chosen)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    answered = json.loads(done.stdout.splitlines()[-1])
+    results = [
+        subprocess.CompletedProcess([script, *args], *result)
+        for (script, args), result in zip(commands, answered["results"], strict=True)
+    ]
+    return results, answered["torch"]
 
 
 def run_process(

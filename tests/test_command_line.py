@@ -1,14 +1,11 @@
 """The command line as a person meets it: every mistake one line, help that names the keys,
 commands printed that work when pasted, and a console without repeated lines."""
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, paste, run_cli, run_process
+from helpers import TINY_RUN, paste, run_cli, run_in_a_new_process, run_process
 
 pytestmark = pytest.mark.slow
 
@@ -130,56 +127,20 @@ def test_every_mistake_is_one_line_and_leaves_nothing_behind(
     assert _contents(trained) == before
 
 
-# Run in a fresh process: every quick mistake, each through its app's `main`, then whether
-# torch was imported on the way.
-_QUICK_REFUSALS = """
-import contextlib, importlib, io, json, sys
-
-statuses = []
-for (module, function), args in json.loads(sys.argv[1]):
-    main = getattr(importlib.import_module(module), function)
-    sys.argv = ["betavae", *args]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            main()
-            statuses.append(0)
-        except SystemExit as exit:
-            statuses.append(exit.code)
-print(json.dumps({"statuses": statuses, "torch": "torch" in sys.modules}))
-"""
-# Each command's `main` (the installed scripts end their process when it returns).
-_MAINS = {
-    "train": ("betavae.apps.train", "main"),
-    "report": ("betavae.apps.report", "main"),
-    **{
-        name: ("betavae.apps.model_apps", f"{name}_main")
-        for name in ("eval", "sample", "encode", "score")
-    },
-}
-
-
 def test_quick_mistakes_and_help_are_answered_before_torch_is_imported(trained, tmp_path, data_dir):
     """A mistake in the config or the command line, and `--help`, are answered at once:
     before torch and Lightning (seconds to import) are loaded. One process runs them all."""
     cases = [
-        (_MAINS[command], [arg.replace(RUN, str(trained)) for arg in args])
+        (f"betavae-{command}", [arg.replace(RUN, str(trained)) for arg in args])
         for command, args, _, quick in BAD_INPUTS
         if quick
     ]
-    helps = [(_MAINS[command], ["--help"]) for command in APPS]
-    result = subprocess.run(
-        [sys.executable, "-c", _QUICK_REFUSALS, json.dumps([*cases, *helps])],
-        cwd=tmp_path,
-        env=_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    helps = [(f"betavae-{command}", ["--help"]) for command in APPS]
 
-    assert result.returncode == 0, result.stderr
-    answered = json.loads(result.stdout.splitlines()[-1])
-    assert answered["statuses"] == [2] * len(cases) + [0] * len(helps)
-    assert not answered["torch"]
+    results, torch_imported = run_in_a_new_process([*cases, *helps], tmp_path, _env(data_dir))
+
+    assert [result.returncode for result in results] == [2] * len(cases) + [0] * len(helps)
+    assert not torch_imported
 
 
 APPS = ("train", "eval", "sample", "encode", "score", "report")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, console_script, run_cli, tensorboard_run
+from helpers import TINY_RUN, console_script, run_cli, run_in_a_new_process, tensorboard_run
 from omegaconf import OmegaConf
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
@@ -23,6 +23,14 @@ from betavae.lifecycle.records import planned_jobs
 
 pytestmark = pytest.mark.slow
 
+SWEEP = [
+    "-m",
+    *TINY_RUN,
+    "trainer.max_epochs=2",
+    "model.latent_dim=2,4",
+    "model.beta=1,4",
+    "hydra.sweep.dir=sweep",
+]
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt")
 JOBS = {
     "0_model.beta=1,model.latent_dim=2": (2, 1.0),
@@ -36,8 +44,7 @@ JOBS = {
 def sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """One finished 2x2 sweep, shared read-only (tests that change it work on a copy)."""
     cwd = tmp_path_factory.mktemp("sweep")
-    args = ["-m", *TINY_RUN, "trainer.max_epochs=2", "model.latent_dim=2,4", "model.beta=1,4"]
-    result = run_cli([*args, "hydra.sweep.dir=sweep"], cwd=cwd, data_dir=data_dir)
+    result = run_cli(SWEEP, cwd=cwd, data_dir=data_dir)
     assert result.returncode == 0, result.stderr
     return cwd / "sweep"
 
@@ -116,6 +123,27 @@ def test_a_resumed_job_shows_its_new_settings_in_every_copy_of_the_experiment(
         assert epochs.differs
         session_epochs = session.hparams["trainer.max_epochs"].number_value
         assert session_epochs == (3 if job == resumed else 2)
+
+
+def test_a_finished_sweep_rerun_with_resume_auto_skips_every_job_without_importing_torch(
+    sweep, tmp_path, data_dir
+):
+    """Each job decides to skip before torch and Lightning (seconds to import) are loaded: the
+    SLURM job of a finished job, a process of its own, ends in about a second."""
+    shutil.copytree(sweep, tmp_path / "sweep")
+    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
+
+    (result,), torch_imported = run_in_a_new_process(
+        [("betavae-train", [*SWEEP, "resume=auto"])], tmp_path, env
+    )
+
+    assert result.returncode == 0, result.stderr
+    for job in JOBS:
+        assert f"Skipping sweep/{job}: finished already (metrics.json is there)" in result.stdout
+        assert (tmp_path / "sweep" / job / "metrics.json").read_bytes() == (
+            sweep / job / "metrics.json"
+        ).read_bytes()
+    assert not torch_imported
 
 
 def _free_port() -> int:

@@ -254,9 +254,8 @@ def ddp_ranks_run_this_job(job_dir: Path, task_overrides: list[str]) -> Iterator
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        import torch.distributed as dist  # imported by then: the job has trained
-
-        if dist.is_available() and dist.is_initialized():
+        dist = sys.modules.get("torch.distributed")  # not imported by a job that skipped
+        if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
 

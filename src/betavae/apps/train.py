@@ -64,8 +64,6 @@ def _hydra_main(cfg: DictConfig) -> float:
     try:
         with exit_on_user_error(APP_NAME):
             validate(cfg)
-            from betavae.training import pipeline  # torch and Lightning: seconds to import
-
             with ddp_ranks_run_this_job(run_dir, list(hydra_cfg.overrides.task)):
                 give_parallel_job_its_device(cfg, hydra_cfg)
                 give_slurm_job_its_ranks(cfg, hydra_cfg)
@@ -75,6 +73,10 @@ def _hydra_main(cfg: DictConfig) -> float:
                         print("\n".join(plan.notices))
                     metrics = read_metrics(run_dir)
                 else:
+                    # Only now: torch and Lightning take seconds to import, which a job that
+                    # skips (a rerun sweep's finished job, in a SLURM job of its own) spares.
+                    from betavae.training import pipeline
+
                     root = Path(cfg.paths.output_dir)
                     with removed_if_start_fails(plan, root, may_remove=_rank() == 0):
                         metrics = pipeline.train(plan)
