@@ -19,16 +19,20 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import torch
 from workers import COMPILE_MODES, TRAIN_FRACTION, WORKERS
@@ -60,11 +64,77 @@ def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, __file__, "--worker", name, "--threads", str(threads)]
     command += ["--spawned-at", repr(time.time()), *worker_args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{name} worker failed:\n{done.stderr[-3000:]}")
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started(command, env=env, **pipes) as process:
+        stdout, stderr = process.communicate()
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"{name} worker failed:\n{stderr[-3000:]}")
     return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stopping: Ctrl-C or SIGTERM ends the driver and every process it started, with one line.
+# ---------------------------------------------------------------------------------------------
+
+# The processes the driver has started and not yet seen end, and whether it is stopping. The
+# stop kills them itself: --quick waits for its pairs in threads, which no signal interrupts,
+# and a SIGTERM to the driver alone reaches no child; a worker left running would train on
+# for a minute, holding a core that the next measurement needs.
+_CHILDREN: set[subprocess.Popen] = set()
+_STOPPING = threading.Event()
+
+
+class Stopped(Exception):
+    """The driver got SIGINT or SIGTERM (`signum`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    _STOPPING.set()
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, signal.SIG_DFL)  # a second signal ends the driver at once
+    for process in list(_CHILDREN):
+        process.kill()
+    raise Stopped(signum)
+
+
+@contextmanager
+def scratch_for_all() -> Iterator[None]:
+    """One temporary directory for the driver's temporary files and, through TMPDIR, its
+    children's: a worker killed by a stop cannot remove its own (a betavae run's checkpoints),
+    and this directory's removal takes them all."""
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="throughput-") as scratch:
+        os.environ["TMPDIR"] = tempfile.tempdir = scratch
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved[1]
+            if saved[0] is None:
+                del os.environ["TMPDIR"]
+            else:
+                os.environ["TMPDIR"] = saved[0]
+
+
+@contextmanager
+def started(command: list[str], **options: Any) -> Iterator[subprocess.Popen]:
+    """`subprocess.Popen(command, **options)`, killed when the driver stops or fails while it
+    runs (a process started by a thread just after the stop killed the others kills itself)."""
+    with subprocess.Popen(command, **options) as process:
+        _CHILDREN.add(process)
+        try:
+            if _STOPPING.is_set():
+                process.kill()
+            yield process
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            _CHILDREN.discard(process)
 
 
 # --quick: every training's result by (worker, arguments), so that a contender that appears in
@@ -130,10 +200,13 @@ def run_quick_in_pairs(contenders: Iterable[tuple[str, list[str]]]) -> None:
     only show that every contender runs, so they need not run alone)."""
     missing = {(worker, *args): (worker, args) for worker, args in contenders}
     missing = {key: run for key, run in missing.items() if key not in _QUICK_RUNS}
-    with ThreadPoolExecutor(2) as pool:
-        started = {key: pool.submit(run_worker, w, 1, args) for key, (w, args) in missing.items()}
-        for key, future in started.items():
+    pool = ThreadPoolExecutor(2)
+    try:
+        runs = {key: pool.submit(run_worker, w, 1, args) for key, (w, args) in missing.items()}
+        for key, future in runs.items():
             _QUICK_RUNS[key] = future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)  # after a stop, the pairs not started never start
 
 
 def betavae_overrides(
@@ -228,12 +301,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.worker:
         WORKERS[args.worker](args)
-    elif args.device == "cuda":
-        from on_gpu import drive_cuda
+        return
+    previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with scratch_for_all():
+            if args.device == "cuda":
+                from on_gpu import drive_cuda
 
-        print_and_save(drive_cuda(args, run_information(args)), args.out)
-    else:
-        print_and_save(drive(args), args.out)
+                results = drive_cuda(args, run_information(args))
+            else:
+                results = drive(args)
+        print_and_save(results, args.out)
+    except Stopped as stop:
+        print(f"throughput.py: stopped by {stop}; no results written", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _STOPPING.clear()
 
 
 def refuse(message: str) -> None:
@@ -462,13 +547,12 @@ def betavae_train_script() -> Path:
 def _exit_after_last_line(overrides: list[str], env: dict[str, str]) -> float:
     """Seconds from the installed `betavae-train`'s last line of output to its exit."""
     script = betavae_train_script()
-    process = subprocess.Popen(
-        [str(script), *overrides], env=env, stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    last_line = time.perf_counter()
-    for _ in process.stdout:
+    pipe = {"stdout": subprocess.PIPE, "text": True, "bufsize": 1}
+    with started([str(script), *overrides], env=env, **pipe) as process:
         last_line = time.perf_counter()
-    process.wait()
+        for _ in process.stdout:
+            last_line = time.perf_counter()
+        process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"betavae-train {' '.join(overrides)} failed ({process.returncode})")
     return time.perf_counter() - last_line

@@ -3,8 +3,11 @@
 import argparse
 import importlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -111,3 +114,39 @@ def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line(
         "throughput.py: error: --device cuda: torch sees no CUDA GPU on this machine; "
         "leave --device out\n"
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_benchmark_kills_its_workers_and_leaves_no_files(
+    signum, throughput, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C, or a SIGTERM to the driver alone (a real signal, to this process: the driver
+    runs in it) while `--quick` waits in threads on its first pair of workers."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    workers = []
+    popen = subprocess.Popen
+
+    def start_then_signal(command: list[str], **options) -> subprocess.Popen:
+        process = popen(command, **options)
+        if "--worker" in command:  # not platform's `uname -p`
+            workers.append(process)
+            if len(workers) == 2:  # the first pair has started
+                os.kill(os.getpid(), signum)
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", start_then_signal)
+    out = tmp_path / "results.json"
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--quick", f"--out={out}"])
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        throughput.main()
+
+    assert stopped.value.code == 128 + signum
+    name = signal.Signals(signum).name
+    assert capsys.readouterr().err == f"throughput.py: stopped by {name}; no results written\n"
+    assert [worker.returncode for worker in workers] == [-signal.SIGKILL] * 2  # no third began
+    assert not out.exists()
+    assert list(scratch.iterdir()) == []  # the data, and what the workers wrote
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
