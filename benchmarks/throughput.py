@@ -552,7 +552,6 @@ def _exit_after_last_line(overrides: list[str], env: dict[str, str]) -> float:
         last_line = time.perf_counter()
         for _ in process.stdout:
             last_line = time.perf_counter()
-        process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"betavae-train {' '.join(overrides)} failed ({process.returncode})")
     return time.perf_counter() - last_line
