@@ -67,6 +67,7 @@ def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     with started(command, env=env, **pipes) as process:
         stdout, stderr = process.communicate()
+    raise_if_stopping()  # killed by the stop, in a --quick pair's thread: not a failure
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
         raise RuntimeError(f"{name} worker failed:\n{stderr[-3000:]}")
@@ -83,6 +84,10 @@ def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
 # for a minute, holding a core that the next measurement needs.
 _CHILDREN: set[subprocess.Popen] = set()
 _STOPPING = threading.Event()
+_STOPPED_BY = signal.SIGINT
+# Whether the main thread, where the stop handler runs, is in a section that a stop must not
+# cut (`stops_held`).
+_HOLDING = False
 
 
 class Stopped(Exception):
@@ -94,12 +99,38 @@ class Stopped(Exception):
 
 
 def _stop(signum: int, frame: object) -> None:
+    global _STOPPED_BY
+    _STOPPED_BY = signum
     _STOPPING.set()
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, signal.SIG_DFL)  # a second signal ends the driver at once
     for process in list(_CHILDREN):
         process.kill()
-    raise Stopped(signum)
+    if not _HOLDING:
+        raise Stopped(signum)
+
+
+def raise_if_stopping() -> None:
+    if _STOPPING.is_set():
+        raise Stopped(_STOPPED_BY)
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """A section of the main thread in which a stop is only recorded, for the code after it to
+    raise (`raise_if_stopping`): a Stopped raised inside a process's start, before the process
+    is in _CHILDREN, would leave it training and Popen's exit waiting for it; one raised inside
+    a thread pool's `submit`, as the pool starts a thread, would leave that thread outside the
+    pool's shutdown, starting workers after the driver said it stopped."""
+    global _HOLDING
+    if threading.current_thread() is not threading.main_thread():
+        yield  # the handler never runs here
+        return
+    _HOLDING = True
+    try:
+        yield
+    finally:
+        _HOLDING = False
 
 
 @contextmanager
@@ -123,12 +154,16 @@ def scratch_for_all() -> Iterator[None]:
 @contextmanager
 def started(command: list[str], **options: Any) -> Iterator[subprocess.Popen]:
     """`subprocess.Popen(command, **options)`, killed when the driver stops or fails while it
-    runs (a process started by a thread just after the stop killed the others kills itself)."""
-    with subprocess.Popen(command, **options) as process:
+    runs. A process that a stop finds starting (or that a thread starts just after it) is
+    killed and raises Stopped."""
+    with stops_held():
+        process = subprocess.Popen(command, **options)
         _CHILDREN.add(process)
+    with process:
         try:
             if _STOPPING.is_set():
                 process.kill()
+                raise_if_stopping()
             yield process
         except BaseException:
             process.kill()
@@ -202,7 +237,9 @@ def run_quick_in_pairs(contenders: Iterable[tuple[str, list[str]]]) -> None:
     missing = {key: run for key, run in missing.items() if key not in _QUICK_RUNS}
     pool = ThreadPoolExecutor(2)
     try:
-        runs = {key: pool.submit(run_worker, w, 1, args) for key, (w, args) in missing.items()}
+        with stops_held():
+            runs = {key: pool.submit(run_worker, w, 1, args) for key, (w, args) in missing.items()}
+        raise_if_stopping()
         for key, future in runs.items():
             _QUICK_RUNS[key] = future.result()
     finally:

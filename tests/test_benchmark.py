@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -117,35 +118,55 @@ def test_the_gpu_benchmark_refuses_a_machine_without_one_in_one_line(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("moment", ["as its second worker starts", "as its second thread starts"])
 def test_a_stopped_benchmark_kills_its_workers_and_leaves_no_files(
-    signum, throughput, tmp_path, monkeypatch, capsys
+    signum, moment, throughput, tmp_path, monkeypatch, capsys
 ):
     """Ctrl-C, or a SIGTERM to the driver alone (a real signal, to this process: the driver
-    runs in it) while `--quick` waits in threads on its first pair of workers."""
+    runs in it) while `--quick` starts its first pair of workers: from the thread that starts
+    the second worker, or in the driver's thread while its thread pool is still starting the
+    thread that started that worker (a stop raised there once left the thread outside the
+    pool, its worker training on after the driver said it stopped)."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    workers = []
-    popen = subprocess.Popen
+    workers, pool_threads = [], []
+    popen, start_thread = subprocess.Popen, threading.Thread.start
+    second_worker_started, driver_returned = threading.Event(), threading.Event()
 
     def start_then_signal(command: list[str], **options) -> subprocess.Popen:
         process = popen(command, **options)
         if "--worker" in command:  # not platform's `uname -p`
             workers.append(process)
-            if len(workers) == 2:  # the first pair has started
-                os.kill(os.getpid(), signum)
+            if len(workers) == 2:
+                second_worker_started.set()
+                if moment == "as its second worker starts":
+                    os.kill(os.getpid(), signum)
+                else:  # the thread goes on once the driver has returned, or after 2 s
+                    driver_returned.wait(timeout=2)
         return process
 
+    def start_thread_then_signal(thread: threading.Thread) -> None:
+        start_thread(thread)
+        if thread.name.startswith("ThreadPoolExecutor"):
+            pool_threads.append(thread)
+            if len(pool_threads) == 2 and moment == "as its second thread starts":
+                assert second_worker_started.wait(timeout=60)
+                os.kill(os.getpid(), signum)
+
     monkeypatch.setattr(subprocess, "Popen", start_then_signal)
+    monkeypatch.setattr(threading.Thread, "start", start_thread_then_signal)
     out = tmp_path / "results.json"
     monkeypatch.setattr(sys, "argv", ["throughput.py", "--quick", f"--out={out}"])
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped:
         throughput.main()
+    driver_returned.set()
 
     assert stopped.value.code == 128 + signum
     name = signal.Signals(signum).name
     assert capsys.readouterr().err == f"throughput.py: stopped by {name}; no results written\n"
+    assert [thread.is_alive() for thread in pool_threads] == [False, False]
     assert [worker.returncode for worker in workers] == [-signal.SIGKILL] * 2  # no third began
     assert not out.exists()
     assert list(scratch.iterdir()) == []  # the data, and what the workers wrote
