@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from forkserver import ForkServer
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
@@ -77,6 +78,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     assert result.returncode == 0, result.stderr
     (run_dir,) = (path.parent for path in (cwd / "outputs").glob("*/*/config.yaml"))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def fork_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    """This worker's server of `betavae-train` processes that skip the imports
+    (forkserver.py), stopped at the end of the session with any run it still has."""
+    server = ForkServer(tmp_path_factory.mktemp("fork_server"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from importlib import import_module
 from pathlib import Path
 
 import torch
+from forkserver import ForkedProcess, ForkServer
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
@@ -223,6 +224,16 @@ def run_process(
         text=True,
         timeout=timeout,
     )
+
+
+def start_train(
+    server: ForkServer, args: list[str], cwd: Path, data_dir: Path, **options: bool
+) -> ForkedProcess:
+    """`betavae-train` as a process of its own, forked by the tests' server (forkserver.py):
+    for signals from outside, SIGKILL and runs started together. `options`: those of
+    ForkServer.start."""
+    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
+    return server.start([console_script("betavae-train"), *args], cwd, env, **options)
 
 
 def event_file_pids(run_dir: Path) -> set[str]:

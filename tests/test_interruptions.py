@@ -1,21 +1,21 @@
 """Runs stopped by signals, killed, diverging or started together: nothing lost or misreported.
 
-Every run here is a real `betavae-train` process; signals come from outside, as a scheduler or
+A run stopped from outside is a `betavae-train` process of its own (forked by the tests'
+server, forkserver.py, which skips its imports); signals come from outside, as a scheduler or
 a person would send them.
 """
 
 import json
-import os
 import shlex
 import signal
-import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, event_file_pids, paste, run_cli, run_settings
+from forkserver import ForkedProcess
+from helpers import TINY_RUN, event_file_pids, paste, run_cli, run_settings, start_train
 from omegaconf import OmegaConf
 
 from betavae.lifecycle.commands import shell_word
@@ -28,23 +28,7 @@ LONG_EPOCHS = [*TINY_RUN, "data.batch_size=8", "trainer.max_epochs=2"]
 EVERY_5_STEPS = "callbacks.checkpoint.every_n_train_steps=5"
 
 
-def _env(data_dir: Path) -> dict[str, str]:
-    path = f"{Path(console_script('betavae-train')).parent}:{os.environ['PATH']}"
-    return {**os.environ, "BETAVAE_DATA_DIR": str(data_dir), "PATH": path}
-
-
-def _start(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [console_script("betavae-train"), *args],
-        cwd=cwd,
-        env=_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, process: ForkedProcess, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert process.poll() is None, process.communicate()
@@ -75,10 +59,11 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> d
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_epoch_saves_that_step_and_resume_ends_as_if_never_stopped(
-    uninterrupted, tmp_path, data_dir, sig, status
+    uninterrupted, fork_server, tmp_path, data_dir, sig, status
 ):
     run = tmp_path / "run"
-    process = _start([*LONG_EPOCHS, EVERY_5_STEPS, "hydra.run.dir=run"], tmp_path, data_dir)
+    args = [*LONG_EPOCHS, EVERY_5_STEPS, "hydra.run.dir=run"]
+    process = start_train(fork_server, args, tmp_path, data_dir)
     _wait_for(run / "checkpoints/last.ckpt", process)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
@@ -108,7 +93,9 @@ def _last_checkpoint(run: Path) -> dict:
     return torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
 
 
-def test_a_run_killed_by_sigkill_resumes_from_its_last_step_checkpoint_exactly(tmp_path, data_dir):
+def test_a_run_killed_by_sigkill_resumes_from_its_last_step_checkpoint_exactly(
+    fork_server, tmp_path, data_dir
+):
     """A run killed mid-epoch (SIGKILL: no handler runs, no checkpoint is saved on the way
     out) and resumed from its last step checkpoint ends with the very weights and optimizer
     state of a run never stopped. FactorVAE, for its second network and Adam moments."""
@@ -121,7 +108,7 @@ def test_a_run_killed_by_sigkill_resumes_from_its_last_step_checkpoint_exactly(t
     straight = run_cli(args, tmp_path / "straight", data_dir)
     assert straight.returncode == 0, straight.stderr
     run = tmp_path / "killed/run"
-    process = _start(args, tmp_path / "killed", data_dir)
+    process = start_train(fork_server, args, tmp_path / "killed", data_dir)
     _wait_for(run / "checkpoints/last.ckpt", process)
     process.kill()
     process.communicate()
@@ -232,10 +219,10 @@ def test_a_sweep_with_a_diverging_job_runs_the_others_and_says_so(tmp_path, data
 
 
 def test_a_signal_stops_a_sweep_which_the_printed_command_continues_with_its_settings(
-    tmp_path, data_dir
+    fork_server, tmp_path, data_dir
 ):
     sweep = ["-m", *LONG_EPOCHS, EVERY_5_STEPS, "model.beta=1,4", "hydra.sweep.dir=sweep"]
-    process = _start(sweep, tmp_path, data_dir)
+    process = start_train(fork_server, sweep, tmp_path, data_dir)
     _wait_for(tmp_path / "sweep/0_model.beta=1/checkpoints/last.ckpt", process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -261,9 +248,10 @@ def test_a_signal_stops_a_sweep_which_the_printed_command_continues_with_its_set
     assert {**started, "model.beta": 1} == stopped
 
 
-def test_two_runs_started_together_get_a_directory_each(tmp_path, data_dir):
+def test_two_runs_started_together_get_a_directory_each(fork_server, tmp_path, data_dir):
+    one_epoch = [*TINY_RUN, "trainer.max_epochs=1"]
     processes = {
-        beta: _start([*TINY_RUN, "trainer.max_epochs=1", f"model.beta={beta}"], tmp_path, data_dir)
+        beta: start_train(fork_server, [*one_epoch, f"model.beta={beta}"], tmp_path, data_dir)
         for beta in (1, 4)
     }
     outputs = {beta: process.communicate(timeout=300) for beta, process in processes.items()}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, run_cli, scalars, tensorboard_run
+from forkserver import ForkServer
+from helpers import TINY_RUN, run_cli, scalars, start_train, tensorboard_run
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from betavae.training.tensorboard_hparams import HPARAMS_FILE
@@ -27,21 +28,13 @@ SWEEP = [
 FIRST, INTERRUPTED, NEVER_STARTED = "0_model.beta=1", "1_model.beta=2", "2_model.beta=4"
 
 
-def _kill_sweep_once_a_checkpoint_exists(cwd: Path, data_dir: Path) -> None:
+def _kill_sweep_once_a_checkpoint_exists(server: ForkServer, cwd: Path, data_dir: Path) -> None:
     """SIGKILL the whole sweep (process group) right after the second job's first checkpoint.
 
     Lightning writes checkpoints atomically (temporary file, then rename), so the file being
     there means it is complete; the job still has two epochs to go.
     """
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen(
-        [console_script("betavae-train"), *SWEEP],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_train(server, SWEEP, cwd, data_dir, capture=False, new_session=True)
     checkpoint = cwd / "sweep" / INTERRUPTED / "checkpoints/last.ckpt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -63,10 +56,12 @@ def _metrics(job_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def killed_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+def killed_sweep(
+    tmp_path_factory: pytest.TempPathFactory, fork_server: ForkServer, data_dir: Path
+) -> Path:
     """The sweep as the SIGKILL left it, read-only: each test continues a copy of its own."""
     cwd = tmp_path_factory.mktemp("killed")
-    _kill_sweep_once_a_checkpoint_exists(cwd, data_dir)
+    _kill_sweep_once_a_checkpoint_exists(fork_server, cwd, data_dir)
     return cwd / "sweep"
 
 

@@ -3,15 +3,13 @@ what it logs, saves and reports, its one-line refusals, how it resumes, and the 
 use a trained model on its runs."""
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_RUN, console_script, run_cli, scalars, tensorboard_run
+from helpers import TINY_RUN, run_cli, scalars, start_train, tensorboard_run
 from PIL import Image
 from torch import nn
 
@@ -162,23 +160,13 @@ def test_labels_the_data_cannot_give_end_in_one_line_and_leave_nothing(
     assert not (tmp_path / "outputs").exists()
 
 
-def _start(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
-    return subprocess.Popen(
-        [console_script("betavae-train"), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _last_checkpoint(run: Path) -> dict:
     return torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
 
 
-def test_a_killed_m2_run_resumes_to_the_weights_of_one_never_stopped(tmp_path, data_dir):
+def test_a_killed_m2_run_resumes_to_the_weights_of_one_never_stopped(
+    fork_server, tmp_path, data_dir
+):
     """The labelled batch of each step follows from the step: a run killed mid-epoch and
     resumed ends with the very weights and Adam state of a run never stopped."""
     args = [
@@ -194,7 +182,7 @@ def test_a_killed_m2_run_resumes_to_the_weights_of_one_never_stopped(tmp_path, d
     straight = run_cli(args, tmp_path / "straight", data_dir)
     assert straight.returncode == 0, straight.stderr
     run = tmp_path / "killed/run"
-    process = _start(args, tmp_path / "killed", data_dir)
+    process = start_train(fork_server, args, tmp_path / "killed", data_dir)
     while not (run / "checkpoints/last.ckpt").exists():
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
