@@ -236,6 +236,16 @@ def start_train(
     return server.start([console_script("betavae-train"), *args], cwd, env, **options)
 
 
+def run_forked(
+    server: ForkServer, args: list[str], cwd: Path, data_dir: Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`betavae-train` to its end as a process of its own, forked by the tests' server: for a
+    run that starts processes itself (DDP's other ranks, new interpreters)."""
+    process = start_train(server, args, cwd, data_dir)
+    stdout, stderr = process.communicate(timeout)
+    return subprocess.CompletedProcess(process.args, process.wait(), stdout, stderr)
+
+
 def event_file_pids(run_dir: Path) -> set[str]:
     """The processes that wrote a run's curves (events.out.tfevents.<time>.<host>.<pid>.<n>)."""
     files = run_dir.glob("events.out.tfevents.*")

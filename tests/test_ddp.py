@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, event_file_pids, run_cli, run_process
+from helpers import TINY_RUN, event_file_pids, run_cli, run_forked
 
 from betavae.training.tensorboard_hparams import HPARAMS_FILE
 
@@ -34,8 +34,8 @@ def _assert_complete(run_dir: Path) -> dict:
     return metrics
 
 
-def test_a_single_ddp_run_writes_one_complete_run_directory(tmp_path, data_dir):
-    result = run_process(DDP, cwd=tmp_path, data_dir=data_dir)
+def test_a_single_ddp_run_writes_one_complete_run_directory(fork_server, tmp_path, data_dir):
+    result = run_forked(fork_server, DDP, tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
@@ -46,14 +46,16 @@ def test_a_single_ddp_run_writes_one_complete_run_directory(tmp_path, data_dir):
     assert result.stdout.count("Trained 2 epochs") == 1  # rank 0 alone reports
 
 
-def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, data_dir):
+def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(
+    fork_server, tmp_path, data_dir
+):
     """Each job of a sweep on two DDP ranks, FactorVAE's discriminator and DIP-VAE's penalty,
     trains in its own directory and steps once per batch. The β-VAE's DDP run is the test
     above: each job of a sweep is two more processes, about 7 s of CPU."""
     # The default, time-stamped sweep directory: ranks that re-ran the sweep command on their
     # own would compose another one a few seconds later.
     objectives = "model.objective=factor_vae,dip_vae_ii"
-    result = run_process(["-m", *DDP, objectives], tmp_path, data_dir)
+    result = run_forked(fork_server, ["-m", *DDP, objectives], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["multirun"]
@@ -74,10 +76,10 @@ def test_ddp_inside_a_sweep_runs_each_job_once_in_its_own_directory(tmp_path, da
 
 
 def test_ddp_sweeps_m2_over_the_labels_per_class_and_the_report_shows_its_accuracy(
-    tmp_path, data_dir
+    fork_server, tmp_path, data_dir
 ):
     m2 = ["model.objective=m2", "data.labels_per_class=2,70", "hydra.sweep.dir=sweep"]
-    result = run_process(["-m", *DDP, *m2], tmp_path, data_dir)
+    result = run_forked(fork_server, ["-m", *DDP, *m2], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     for job in ("0_data.labels_per_class=2", "1_data.labels_per_class=70"):
