@@ -1,13 +1,14 @@
 """`betavae-train` processes forked from a server that imported torch, Lightning and the train
-app once, for the tests about a process of its own: signals from outside, SIGKILL, runs
-started together.
+app once, for the tests about a process of its own (signals from outside, SIGKILL, runs
+started together) and for DDP's rank 0, which starts the other ranks.
 
 A new `betavae-train` interpreter spends about 5 s of CPU on imports before its first step: a
 3-epoch TINY_RUN took 6.3 CPU-s as a new process and 0.85 CPU-s forked from the server (2
 cores). A forked run is still a process of its own, running the console script's function
 with its own argv, working directory, environment and standard streams, stopped by real
 signals. It skips the interpreter's start and the imports; the new processes of
-test_command_line, test_readme, test_ddp and the start-up benchmark still run those.
+test_command_line and test_readme, DDP's other ranks and the start-up benchmark still run
+those.
 
 The server is started as a new interpreter, once per pytest worker that needs it; run as a
 script, this file is that server. It has run no torch operation when it forks (OpenMP's

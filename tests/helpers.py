@@ -213,8 +213,8 @@ def run_in_a_new_process(
 def run_process(
     args: list[str], cwd: Path, data_dir: Path, timeout: float = 600, script: str = "betavae-train"
 ) -> subprocess.CompletedProcess:
-    """The console script as a process of its own: for what needs one (DDP ranks, launchers
-    that start workers, SLURM jobs, the imports a fresh process makes)."""
+    """The console script as a new interpreter: for what needs one (a SLURM sweep's submission,
+    the README's command, the imports and the exit of a fresh process)."""
     env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [console_script(script), *args],
