@@ -78,13 +78,12 @@ def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
 # Stopping: Ctrl-C or SIGTERM ends the driver and every process it started, with one line.
 # ---------------------------------------------------------------------------------------------
 
-# The processes the driver has started and not yet seen end, and whether it is stopping. The
-# stop kills them itself: --quick waits for its pairs in threads, which no signal interrupts,
-# and a SIGTERM to the driver alone reaches no child; a worker left running would train on
-# for a minute, holding a core that the next measurement needs.
+# The processes the driver has started and not yet seen end, and the signal that stopped it
+# (None while it runs). The stop kills them itself: --quick waits for its pairs in threads,
+# which no signal interrupts, and a SIGTERM to the driver alone reaches no child; a worker left
+# running would train on for a minute, holding a core that the next measurement needs.
 _CHILDREN: set[subprocess.Popen] = set()
-_STOPPING = threading.Event()
-_STOPPED_BY = signal.SIGINT
+_STOPPED_BY: int | None = None
 # Whether the main thread, where the stop handler runs, is in a section that a stop must not
 # cut (`stops_held`).
 _HOLDING = False
@@ -101,7 +100,6 @@ class Stopped(Exception):
 def _stop(signum: int, frame: object) -> None:
     global _STOPPED_BY
     _STOPPED_BY = signum
-    _STOPPING.set()
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, signal.SIG_DFL)  # a second signal ends the driver at once
     for process in list(_CHILDREN):
@@ -111,7 +109,7 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def raise_if_stopping() -> None:
-    if _STOPPING.is_set():
+    if _STOPPED_BY is not None:
         raise Stopped(_STOPPED_BY)
 
 
@@ -161,9 +159,7 @@ def started(command: list[str], **options: Any) -> Iterator[subprocess.Popen]:
         _CHILDREN.add(process)
     with process:
         try:
-            if _STOPPING.is_set():
-                process.kill()
-                raise_if_stopping()
+            raise_if_stopping()
             yield process
         except BaseException:
             process.kill()
@@ -287,6 +283,7 @@ def table(title: str, results: dict) -> str:
 
 
 def main() -> None:
+    global _STOPPED_BY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument(
@@ -355,7 +352,7 @@ def main() -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _STOPPING.clear()
+        _STOPPED_BY = None
 
 
 def refuse(message: str) -> None:

@@ -150,6 +150,11 @@ def run_settings(run_dir: Path) -> dict:
     return {key: value for key, value in config.items() if not key.startswith(_WHERE)}
 
 
+def with_data_dir(data_dir: Path) -> dict[str, str]:
+    """This process's environment, with the tests' data cache as betavae's data directory."""
+    return {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
+
+
 def paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
     """A betavae command pasted into bash as printed: bash reads it (its quoting, `$VARIABLES`,
     `~`, a trailing comment) into words, and the command those words make runs in this
@@ -157,7 +162,7 @@ def paste(command: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProces
     words = subprocess.run(
         ["bash", "-c", f"printf '%s\\0' {command}"],
         cwd=cwd,
-        env={**os.environ, "BETAVAE_DATA_DIR": str(data_dir)},
+        env=with_data_dir(data_dir),
         capture_output=True,
         text=True,
         check=True,
@@ -215,11 +220,10 @@ def run_process(
 ) -> subprocess.CompletedProcess:
     """The console script as a new interpreter: for what needs one (a SLURM sweep's submission,
     the README's command, the imports and the exit of a fresh process)."""
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [console_script(script), *args],
         cwd=cwd,
-        env=env,
+        env=with_data_dir(data_dir),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -232,8 +236,8 @@ def start_train(
     """`betavae-train` as a process of its own, forked by the tests' server (forkserver.py):
     for signals from outside, SIGKILL and runs started together. `options`: those of
     ForkServer.start."""
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
-    return server.start([console_script("betavae-train"), *args], cwd, env, **options)
+    argv = [console_script("betavae-train"), *args]
+    return server.start(argv, cwd, with_data_dir(data_dir), **options)
 
 
 def run_forked(
@@ -243,7 +247,7 @@ def run_forked(
     run that starts processes itself (DDP's other ranks, new interpreters)."""
     process = start_train(server, args, cwd, data_dir)
     stdout, stderr = process.communicate(timeout)
-    return subprocess.CompletedProcess(process.args, process.wait(), stdout, stderr)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def event_file_pids(run_dir: Path) -> set[str]:

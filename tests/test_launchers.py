@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import TINY_RUN, console_script, event_file_pids, run_cli
+from helpers import TINY_RUN, console_script, event_file_pids, run_cli, with_data_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -43,7 +43,7 @@ def test_parallel_launcher_runs_two_jobs_at_once_on_cpu(tmp_path, data_dir):
         status = subprocess.run(
             [console_script("betavae-train"), *args, "model.beta=1,4", "hydra.sweep.dir=sweep"],
             cwd=tmp_path,
-            env={**os.environ, "BETAVAE_DATA_DIR": str(data_dir)},
+            env=with_data_dir(data_dir),
             stdout=log,
             stderr=subprocess.STDOUT,
             timeout=600,

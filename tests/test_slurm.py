@@ -28,6 +28,7 @@ from helpers import (
     run_cli,
     run_process,
     slurm_job,
+    with_data_dir,
 )
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
@@ -174,7 +175,7 @@ RESTORED = re.compile(r"Restoring states from the checkpoint path at (\S+)")
 
 
 def _start_sweep(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
+    env = with_data_dir(data_dir)
     log = (cwd / "sweep.log").open("w")
     return subprocess.Popen(
         [console_script("betavae-train"), *args],

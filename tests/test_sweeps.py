@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import TINY_RUN, console_script, run_cli, run_in_a_new_process, tensorboard_run
+from helpers import (
+    TINY_RUN,
+    console_script,
+    run_cli,
+    run_in_a_new_process,
+    tensorboard_run,
+    with_data_dir,
+)
 from omegaconf import OmegaConf
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
@@ -131,7 +138,7 @@ def test_a_finished_sweep_rerun_with_resume_auto_skips_every_job_without_importi
     """Each job decides to skip before torch and Lightning (seconds to import) are loaded: the
     SLURM job of a finished job, a process of its own, ends in about a second."""
     shutil.copytree(sweep, tmp_path / "sweep")
-    env = {**os.environ, "BETAVAE_DATA_DIR": str(data_dir)}
+    env = with_data_dir(data_dir)
 
     (result,), torch_imported = run_in_a_new_process(
         [("betavae-train", [*SWEEP, "resume=auto"])], tmp_path, env
