@@ -15,6 +15,7 @@ benchmarks/workers.py.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -63,7 +64,7 @@ def write_data(root: Path, num_train: int, num_test: int) -> None:
 def run_worker(name: str, threads: int, worker_args: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, __file__, "--worker", name, "--threads", str(threads)]
-    command += ["--spawned-at", repr(time.time()), *worker_args]
+    command += ["--spawned-at", repr(time.time()), "--driver-pid", str(os.getpid()), *worker_args]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     with started(command, env=env, **pipes) as process:
         stdout, stderr = process.communicate()
@@ -131,13 +132,20 @@ def stops_held() -> Iterator[None]:
         _HOLDING = False
 
 
+SCRATCH_PREFIX = "throughput-"
+# prctl's option that has the kernel signal a process when its parent ends (<linux/prctl.h>).
+PR_SET_PDEATHSIG = 1
+
+
 @contextmanager
 def scratch_for_all() -> Iterator[None]:
     """One temporary directory for the driver's temporary files and, through TMPDIR, its
     children's: a worker killed by a stop cannot remove its own (a betavae run's checkpoints),
-    and this directory's removal takes them all."""
+    and this directory's removal takes them all. Named by the driver's pid, so that the next
+    driver removes it where this one could not (`remove_scratch_of_ended_drivers`)."""
+    remove_scratch_of_ended_drivers()
     saved = os.environ.get("TMPDIR"), tempfile.tempdir
-    with tempfile.TemporaryDirectory(prefix="throughput-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         os.environ["TMPDIR"] = tempfile.tempdir = scratch
         try:
             yield
@@ -147,6 +155,38 @@ def scratch_for_all() -> Iterator[None]:
                 del os.environ["TMPDIR"]
             else:
                 os.environ["TMPDIR"] = saved[0]
+
+
+def remove_scratch_of_ended_drivers() -> None:
+    """The scratch directories (written data, the workers' runs: tens of MB each) of drivers
+    that ended without removing them: killed by SIGKILL, or with their machine."""
+    for scratch in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = scratch.name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
+
+
+def end_with_driver(driver_pid: int) -> None:
+    """Have the kernel kill this worker when its driver ends, however the driver ends: one
+    killed by SIGKILL cannot kill its workers (`_stop`), which would train on for a minute
+    each, holding the cores. (Linux: the signal comes when the driver's thread that started
+    the worker ends, and a driver's threads outlive their workers.) A driver that ended before
+    this call has left the worker another parent."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != driver_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -310,6 +350,7 @@ def main() -> None:
     )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--driver-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--sprites", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=3, help=argparse.SUPPRESS)
@@ -334,6 +375,8 @@ def main() -> None:
         refuse("--device cuda: torch sees no CUDA GPU on this machine; leave --device out")
     torch.set_num_threads(args.threads)
     if args.worker:
+        if args.driver_pid is not None:
+            end_with_driver(args.driver_pid)
         WORKERS[args.worker](args)
         return
     previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGINT, signal.SIGTERM)}

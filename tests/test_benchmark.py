@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -171,3 +173,69 @@ def test_a_stopped_benchmark_kills_its_workers_and_leaves_no_files(
     assert not out.exists()
     assert list(scratch.iterdir()) == []  # the data, and what the workers wrote
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+def _workers(driver: int) -> dict[str, int]:
+    """The live workers that `driver` started: their names (`--worker NAME`) and pids."""
+    workers = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            argv = (stat.parent / "cmdline").read_bytes().decode().split("\0")
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == driver and fields[0] != "Z" and "--worker" in argv:
+            workers[argv[argv.index("--worker") + 1]] = int(stat.parent.name)
+    return workers
+
+
+def _ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # ended, not yet reaped by its new parent
+
+
+def _wait_for(condition: Callable[[], object], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_benchmark_killed_by_sigkill_takes_its_workers_along_and_the_next_removes_its_files(
+    throughput, tmp_path, monkeypatch
+):
+    """SIGKILL leaves the driver no moment to stop its workers or remove its scratch: the
+    kernel kills the workers with it (without that, --quick's first pair trained on for
+    seconds, a full run's workers for up to a minute), and the next driver removes the
+    scratch."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, str(BENCHMARK), "--quick", f"--out={tmp_path / 'results.json'}"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # The driver's data and the betavae worker's run directory, each a temporary directory
+        # in the driver's scratch: the worker makes its own as it starts training.
+        _wait_for(lambda: len(list(scratch.glob("throughput-*/tmp*"))) == 2, timeout=120)
+        workers = _workers(driver.pid)
+        assert len(workers) == 2  # --quick's first pair
+    finally:
+        driver.kill()
+        driver.communicate()
+
+    assert driver.returncode == -signal.SIGKILL
+    betavae = workers.pop("betavae")
+    _wait_for(lambda: _ended(betavae), timeout=1)  # at once, by the kernel
+    (other,) = workers.values()  # by the kernel, or at its start if the driver was gone by then
+    _wait_for(lambda: _ended(other), timeout=60)
+    (left,) = scratch.iterdir()
+    assert left.name.startswith(f"throughput-{driver.pid}-")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with throughput.scratch_for_all():
+        (own,) = scratch.iterdir()
+        assert own.name.startswith(f"throughput-{os.getpid()}-")
+    assert list(scratch.iterdir()) == []
