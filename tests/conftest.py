@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from forkserver import ForkServer
+from forkserver import ForkServer, start_server, stop_server
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
@@ -80,13 +80,29 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return run_dir
 
 
+# pytest's main process, named to its workers (xdist's) in this variable: the owner of the
+# session's fork server (forkserver.py).
+MAIN_PROCESS = "BETAVAE_TESTS_MAIN_PROCESS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # pytest's main process, xdist's or not
+        os.environ[MAIN_PROCESS] = str(os.getpid())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The main process stops the session's fork server once every worker has ended."""
+    if not hasattr(config, "workerinput"):
+        stop_server(int(os.environ.pop(MAIN_PROCESS)))
+
+
 @pytest.fixture(scope="session")
-def fork_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
-    """This worker's server of `betavae-train` processes that skip the imports
-    (forkserver.py), stopped at the end of the session with any run it still has."""
-    server = ForkServer(tmp_path_factory.mktemp("fork_server"))
-    yield server
-    server.stop()
+def fork_server() -> ForkServer:
+    """The session's server of `betavae-train` processes that skip the imports, started by the
+    first worker that needs it and shared by all."""
+    owner = int(os.environ[MAIN_PROCESS])
+    start_server(owner)
+    return ForkServer(owner)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """`betavae-train` processes forked from a server that imported torch, Lightning and the train
 app once, for the tests about a process of its own (signals from outside, SIGKILL, runs
-started together) and for DDP's rank 0, which starts the other ranks.
+started together), for DDP's rank 0, which starts the other ranks, and for a SLURM sweep's
+submission (submitit, imported in the forked process, writes to its streams).
 
 A new `betavae-train` interpreter spends about 5 s of CPU on imports before its first step: a
 3-epoch TINY_RUN took 6.3 CPU-s as a new process and 0.85 CPU-s forked from the server (2
@@ -10,10 +11,14 @@ signals. It skips the interpreter's start and the imports; the new processes of
 test_command_line and test_readme, DDP's other ranks and the start-up benchmark still run
 those.
 
-The server is started as a new interpreter, once per pytest worker that needs it; run as a
-script, this file is that server. It has run no torch operation when it forks (OpenMP's
-threads are not fork-safe once started), and it ends, killing the runs it forked, when its
-pytest worker closes its stdin or sends it SIGTERM.
+The server is started as a new interpreter, once per test session, by the first pytest
+worker that needs it, and the other workers use it too (its imports cost each start about 6
+CPU-s); run as a script, this file is that server. It listens at an abstract socket address
+named by pytest's main process (nothing on disk), has run no torch operation when it forks
+(OpenMP's threads are not fork-safe once started), and ends on SIGTERM (sent by that main
+process at the session's end) or when that process ends. It kills the runs it forked that are
+still running then, with the processes they started (DDP's other ranks): each run is a process
+group of its own.
 """
 
 import contextlib
@@ -95,19 +100,10 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """The server process, and the requests to it."""
+    """The requests to the server of pytest's main process `owner` (`start_server`)."""
 
-    def __init__(self, directory: Path) -> None:
-        self._address = str(directory / "socket")
-        self._process = subprocess.Popen(
-            [sys.executable, __file__, self._address],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        ready = self._process.stdout.readline()
-        assert ready == "ready\n", f"the fork server did not start (exit {self._process.poll()})"
+    def __init__(self, owner: int) -> None:
+        self._address = server_address(owner)
 
     def start(
         self,
@@ -135,10 +131,49 @@ class ForkServer:
         (stdout, _), (stderr, _) = outputs
         return ForkedProcess(connection, argv, stdout, stderr)
 
-    def stop(self) -> None:
-        """Ends the server, which kills any run it forked that is still running."""
-        self._process.terminate()
-        self._process.communicate(timeout=60)
+
+def server_address(owner: int) -> str:
+    """The abstract socket address (Linux) of the server of pytest's main process `owner`."""
+    return f"\0betavae-tests-fork-server-{owner}"
+
+
+# The servers this process started: kept, as each outlives its use here (the other pytest
+# workers use it, and pytest's main process stops it).
+_STARTED: list[subprocess.Popen] = []
+
+
+def start_server(owner: int) -> None:
+    """Starts the server of pytest's main process `owner` unless another worker has: a second
+    server finds the address taken and ends at once, before its imports. Returns once the
+    server listens (requests wait while it imports)."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, str(owner)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    _STARTED.append(process)
+    assert process.stdout is not None
+    answer = process.stdout.readline()
+    assert answer in ("listening\n", "taken\n"), f"no fork server (exit {process.poll()})"
+
+
+def stop_server(owner: int) -> None:
+    """Ends the server of `owner`, if one was started (SIGTERM: it kills the runs it still has),
+    and waits for it to end."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+        try:
+            probe.connect(server_address(owner))
+        except ConnectionRefusedError:  # none was started
+            return
+        credentials = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    pid = int.from_bytes(credentials[:4], sys.byteorder)  # struct ucred's pid
+    ended = os.pidfd_open(pid)
+    os.kill(pid, signal.SIGTERM)
+    with selectors.DefaultSelector() as selector:
+        selector.register(ended, selectors.EVENT_READ)
+        assert selector.select(timeout=60), f"the fork server {pid} did not end"
+    os.close(ended)
 
 
 def _preload() -> Callable[[], None]:
@@ -157,6 +192,8 @@ def _run_in_the_child(betavae_train: Callable[[], None], request: dict, fds: lis
     try:
         if request["new_session"]:
             os.setsid()
+        else:
+            os.setpgid(0, 0)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -184,27 +221,35 @@ def _send_status(connection: socket.socket, wait_status: int) -> None:
     connection.close()
 
 
-def serve(address: str) -> None:
-    betavae_train = _preload()
+def serve(owner: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(address)
+    try:
+        listener.bind(server_address(owner))
+    except OSError:  # another pytest worker's server is there
+        print("taken", flush=True)
+        return
     listener.listen()
+    print("listening", flush=True)
+    owner_ended = os.pidfd_open(owner)  # readable once pytest's main process has ended
+    betavae_train = _preload()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector through the pipe
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     selector = selectors.DefaultSelector()
-    for fileobj in (listener, wake_read, sys.stdin):
+    for fileobj in (listener, wake_read, owner_ended):
         selector.register(fileobj, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
-    print("ready", flush=True)
     try:
         while True:
             for key, _ in selector.select():
                 if key.fileobj is listener:
                     connection, _ = listener.accept()
                     message, fds, _, _ = socket.recv_fds(connection, _MESSAGE, 3)
+                    if not message:  # `stop_server` asking who listens
+                        connection.close()
+                        continue
                     pid = os.fork()
                     if pid == 0:
                         signal.set_wakeup_fd(-1)
@@ -213,8 +258,8 @@ def serve(address: str) -> None:
                         for sock in (listener, connection, *children.values()):
                             sock.close()
                         selector.close()
-                        os.close(wake_read)
-                        os.close(wake_write)
+                        for fd in (wake_read, wake_write, owner_ended):
+                            os.close(fd)
                         _run_in_the_child(betavae_train, json.loads(message), fds)
                     for fd in fds:
                         os.close(fd)
@@ -224,13 +269,14 @@ def serve(address: str) -> None:
                     os.read(wake_read, 4096)
                     while children and (ended := os.waitpid(-1, os.WNOHANG))[0]:
                         _send_status(children.pop(ended[0]), ended[1])
-                elif not os.read(sys.stdin.fileno(), 4096):
-                    return  # the pytest worker is gone
+                else:
+                    return  # pytest's main process is gone
     finally:
         for pid, connection in children.items():
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # ended, with all of its group
+                os.killpg(pid, signal.SIGKILL)
             _send_status(connection, os.waitpid(pid, 0)[1])
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(int(sys.argv[1]))

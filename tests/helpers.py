@@ -218,8 +218,8 @@ def run_in_a_new_process(
 def run_process(
     args: list[str], cwd: Path, data_dir: Path, timeout: float = 600, script: str = "betavae-train"
 ) -> subprocess.CompletedProcess:
-    """The console script as a new interpreter: for what needs one (a SLURM sweep's submission,
-    the README's command, the imports and the exit of a fresh process)."""
+    """The console script as a new interpreter: for what needs one (the README's command, the
+    imports and the exit of a fresh process)."""
     return subprocess.run(
         [console_script(script), *args],
         cwd=cwd,
