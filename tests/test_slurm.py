@@ -26,7 +26,7 @@ from helpers import (
     console_script,
     event_file_pids,
     run_cli,
-    run_process,
+    run_forked,
     slurm_job,
     with_data_dir,
 )
@@ -59,12 +59,12 @@ def _slurm_job_ids(sweep: Path) -> list[str]:
 
 
 def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
-    slurm_cluster, tmp_path, data_dir
+    slurm_cluster, fork_server, tmp_path, data_dir
 ):
     args = ["-m", *SLURM_CPU, *TINY_RUN, f"trainer.max_epochs={EPOCHS}", "model.beta=1,4"]
     # A process of its own, unlike the other sweeps here: submitit's log handlers keep the
     # streams of the moment it is imported, so in this one its lines would miss the output.
-    result = run_process([*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
+    result = run_forked(fork_server, [*args, "hydra.sweep.dir=sweep"], tmp_path, data_dir)
 
     assert result.returncode == 0, result.stderr
     # While it waits, one line per poll of the jobs' states (sacct's, on a cluster without
@@ -99,10 +99,10 @@ def test_a_sweep_submits_one_sbatch_job_per_value_and_the_report_reads_them(
 
 
 def test_a_sweep_asking_for_gpus_the_cluster_lacks_is_refused_before_anything_is_submitted(
-    slurm_cluster, tmp_path, data_dir
+    slurm_cluster, fork_server, tmp_path, data_dir
 ):
     args = ["-m", "hydra/launcher=slurm", *TINY_RUN, "model.beta=1,4"]
-    result = run_process(args, tmp_path, data_dir)
+    result = run_forked(fork_server, args, tmp_path, data_dir)
 
     assert result.returncode == 2
     assert result.stderr.strip() == (
