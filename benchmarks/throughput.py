@@ -1,7 +1,7 @@
 """Training throughput of betavae against plain PyTorch loops, measured in one run.
 
-    python benchmarks/throughput.py                  # about 20 minutes on 2 CPU cores
-    python benchmarks/throughput.py --quick          # every contender once, small: < 2 minutes
+    python benchmarks/throughput.py                  # about 22 minutes on 2 CPU cores
+    python benchmarks/throughput.py --quick          # every contender once, small: ~1.5 minutes
     python benchmarks/throughput.py --device cuda    # on a GPU (benchmarks/on_gpu.py): ~8 minutes
 
 Every contender trains the same model (betavae's own MLP 784-400-20 VAE, Bernoulli
@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -208,37 +209,50 @@ def started(command: list[str], **options: Any) -> Iterator[subprocess.Popen]:
             _CHILDREN.discard(process)
 
 
+# A training: (worker, its arguments); a part's contenders: label -> training.
+Training = tuple[str, list[str]]
+Contenders = dict[str, Training]
+
 # --quick: every training's result by (worker, arguments), so that a contender that appears in
 # several parts (the references) is trained once (`run_quick_in_pairs`).
 _QUICK_RUNS: dict[tuple[str, ...], dict] | None = None
 
 
+def result_of(worker: str, worker_args: list[str], threads: int) -> dict:
+    """A training's result: run now, or under --quick, its one run (`run_quick_in_pairs`)."""
+    if _QUICK_RUNS is not None:
+        return _QUICK_RUNS[(worker, *worker_args)]
+    return run_worker(worker, threads, worker_args)
+
+
 def compare(
-    contenders: dict[str, tuple[str, list[str]]],
+    contenders: Contenders,
     repeats: int,
     threads: int,
     tolerate_failures: bool = False,
 ) -> dict:
-    """`contenders` maps a label to (worker, its arguments); they take turns in each repeat.
+    """`contenders` maps a label to (worker, its arguments); they take turns in each repeat,
+    each repeat starting one contender further along the list, so that none always runs first
+    (right after the previous repeat's last, and its files) or last.
 
     `tolerate_failures`: a contender that fails is reported as skipped, with the last line of
     its error, and the others still run (on a borrowed GPU there is no time for a second try).
     """
-    if _QUICK_RUNS is not None:
-        run_quick_in_pairs(contenders.values())
     runs: dict[str, list[dict]] = {label: [] for label in contenders}
+    labels = list(contenders)
     for repeat in range(repeats):
-        for label, (worker, worker_args) in contenders.items():
-            if _QUICK_RUNS is not None:
-                runs[label].append(_QUICK_RUNS[(worker, *worker_args)])
-                continue
+        first = repeat % len(labels)
+        for label in labels[first:] + labels[:first]:
+            worker, worker_args = contenders[label]
             try:
-                runs[label].append(run_worker(worker, threads, worker_args))
+                runs[label].append(result_of(worker, worker_args, threads))
             except RuntimeError as failure:
                 if not tolerate_failures:
                     raise
                 print(failure, flush=True)
                 runs[label].append({"skipped": f"failed: {str(failure).splitlines()[-1]}"})
+            if _QUICK_RUNS is not None:  # each training ran once, in the pairs
+                continue
             result = runs[label][-1]
             shown = result.get("skipped") or f"{result['images_per_s']:9.0f} images/s"
             print(f"  repeat {repeat + 1}/{repeats} {label:36} {shown}", flush=True)
@@ -266,18 +280,20 @@ def compare(
     }
 
 
-def run_quick_in_pairs(contenders: Iterable[tuple[str, list[str]]]) -> None:
-    """--quick: the trainings not run yet, two at a time with one thread each (its figures
-    only show that every contender runs, so they need not run alone)."""
-    missing = {(worker, *args): (worker, args) for worker, args in contenders}
-    missing = {key: run for key, run in missing.items() if key not in _QUICK_RUNS}
+def run_quick_in_pairs(trainings: Iterable[Training]) -> None:
+    """--quick: every training once, two at a time with one thread each, in the order given
+    (its figures only show that every contender runs, so they need not run alone)."""
+    once = {(worker, *args): (worker, args) for worker, args in trainings}
+    print(f"\nTraining {len(once)} contenders, two at a time, one thread each", flush=True)
+    began = time.perf_counter()
     pool = ThreadPoolExecutor(2)
     try:
         with stops_held():
-            runs = {key: pool.submit(run_worker, w, 1, args) for key, (w, args) in missing.items()}
+            runs = {key: pool.submit(run_worker, w, 1, args) for key, (w, args) in once.items()}
         raise_if_stopping()
         for key, future in runs.items():
             _QUICK_RUNS[key] = future.result()
+        print(f"  all trained in {time.perf_counter() - began:.0f} s", flush=True)
     finally:
         pool.shutdown(cancel_futures=True)  # after a stop, the pairs not started never start
 
@@ -330,8 +346,8 @@ def main() -> None:
         "--repeats",
         type=int,
         default=5,
-        help="repeats of the headline comparison (the short runs at one thread take 4 more, "
-        "the other parts 2 and 3 fewer)",
+        help="repeats of the headline comparison (the short runs at one thread take three "
+        "times as many, the other parts 2 and 3 fewer)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
@@ -419,6 +435,72 @@ def run_information(args: argparse.Namespace) -> dict:
     }
 
 
+@dataclass
+class Trainings:
+    """Every training of the CPU benchmark, by part, planned before any runs: --quick runs them
+    all in pairs at once (`run_quick_in_pairs`). Pairs part by part left a core idle at the end
+    of each part while its last training ran: 97 and 101 s for --quick on 2 cores, against 81
+    and 88 s for all at once, alternating in the same hour."""
+
+    mlp: Contenders
+    small_data: Contenders
+    accelerations: Contenders
+    conv: Contenders
+    scaling: dict[tuple[int, int], Training]  # (examples, latent size) -> training
+
+    def every_one(self) -> list[Training]:
+        """Compiled contenders first: their compilation takes longest (20-30 s on 2 cores),
+        and the others train on the second core meanwhile."""
+        parts = (self.mlp, self.small_data, self.accelerations, self.conv, self.scaling)
+        runs = [run for part in parts for run in part.values()]
+
+        def compiled(run: Training) -> bool:
+            return any(arg.removeprefix("--accel=") in COMPILE_MODES for arg in run[1])
+
+        return sorted(runs, key=lambda run: not compiled(run))
+
+
+def plan_trainings(root: Path, sizes: "Sizes") -> Trainings:
+    """Write every data set the trainings read, and say which trainings each part compares."""
+    write_data(root / "mnist", sizes.mnist_train, sizes.mnist_test)
+    epochs = [f"--epochs={sizes.epochs}"]
+    mnist = [f"--data={root / 'mnist'}", *epochs]
+    mnist_overrides = ["data=mnist", f"data.data_dir={root / 'mnist'}", "data.num_workers=0"]
+    betavae_mlp = [*mnist, "--", *betavae_overrides(mnist_overrides, sizes.epochs, "mlp")]
+    sprites_file = render_sprites_file(root / "cache", sizes.conv_examples)
+    sprites = ["--network=conv", "--latent-dim=10", f"--sprites={sprites_file}", *epochs]
+    sprites_overrides = [
+        "data=sprites",
+        f"data.data_dir={root / 'cache'}",
+        f"data.num_examples={sizes.conv_examples}",
+    ]
+    betavae_conv = [*sprites, "--", *betavae_overrides(sprites_overrides, sizes.epochs, "conv", 10)]
+    return Trainings(
+        mlp={
+            "betavae": ("betavae", betavae_mlp),
+            "classic": ("classic", mnist),
+            "fastest": ("fastest", mnist),
+        },
+        small_data=small_data_trainings(root / "small", sizes),
+        accelerations={
+            "fastest": ("fastest", mnist),
+            "fastest + fused Adam": ("fastest", [*mnist, "--accel=fused_adam"]),
+            "fastest + compile": ("fastest", [*mnist, "--accel=compile"]),
+            "fastest + bf16 autocast": ("fastest", [*mnist, "--precision=bf16-mixed"]),
+            "betavae": ("betavae", betavae_mlp),
+            "betavae bf16-mixed": ("betavae", [*betavae_mlp, "trainer.precision=bf16-mixed"]),
+        },
+        conv={
+            "betavae": ("betavae", betavae_conv),
+            "betavae channels_last": ("betavae", [*betavae_conv, "model.channels_last=true"]),
+            "fastest": ("fastest", sprites),
+            "fastest + channels_last": ("fastest", [*sprites, "--accel=channels_last"]),
+            "fastest + bf16 autocast": ("fastest", [*sprites, "--precision=bf16-mixed"]),
+        },
+        scaling=scaling_trainings(root / "cache", sizes),
+    )
+
+
 def drive(args: argparse.Namespace) -> dict:
     """The CPU benchmark."""
     global _QUICK_RUNS
@@ -431,97 +513,66 @@ def drive(args: argparse.Namespace) -> dict:
         results["quick_runs"] = "two contenders at a time, one thread each; start-up alone"
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        write_data(root / "mnist", sizes.mnist_train, sizes.mnist_test)
-        epochs = [f"--epochs={sizes.epochs}"]
-        mnist = [f"--data={root / 'mnist'}", *epochs]
-        mnist_overrides = ["data=mnist", f"data.data_dir={root / 'mnist'}", "data.num_workers=0"]
-        betavae_mlp = [*mnist, "--", *betavae_overrides(mnist_overrides, sizes.epochs, "mlp")]
+        trainings = plan_trainings(root, sizes)
+        if quick:
+            run_quick_in_pairs(trainings.every_one())
 
-        print(f"MLP 784-400-{LATENT_DIM} VAE, {sizes.mnist_train} MNIST-format images")
-        results["mlp_mnist"] = compare(
-            {
-                "betavae": ("betavae", betavae_mlp),
-                "classic": ("classic", mnist),
-                "fastest": ("fastest", mnist),
-            },
-            repeats,
-            args.threads,
-        )
+        print(f"\nMLP 784-400-{LATENT_DIM} VAE, {sizes.mnist_train} MNIST-format images")
+        results["mlp_mnist"] = compare(trainings.mlp, repeats, args.threads)
         print(table("\nMLP on MNIST-format data (median of repeats)", results["mlp_mnist"]))
 
         # Short runs at one thread per contender, as the issue that set their 0.9 target measured
-        # them, and with more repeats than the other parts: on the 2-core machine betavae /
-        # fastest within a repeat ranged from 0.61 to 1.18 at 2 threads, 0.80 to 1.04 at one.
-        short_repeats = 1 if quick else repeats + 4
-        results["small_data"] = small_data(root / "small", sizes, short_repeats, threads=1)
+        # them, and with three times the repeats of the other parts: a repeat takes half a
+        # minute, and on the 2-core machine betavae / fastest within one ranged from 0.68 to
+        # 1.21 at one thread (0.61 to 1.18 at 2), so that the median of 9 moved from 0.84 to
+        # 0.99 between runs of the same code.
+        short_repeats = 1 if quick else 3 * repeats
+        results["small_data"] = small_data(trainings.small_data, sizes, short_repeats, threads=1)
         if not quick and args.threads > 1:
             results[f"small_data_{args.threads}_threads"] = small_data(
-                root / "small", sizes, repeats, args.threads
+                trainings.small_data, sizes, repeats, args.threads
             )
 
         print("\nOptional accelerations, MLP")
         results["mlp_accelerations"] = compare(
-            {
-                "fastest": ("fastest", mnist),
-                "fastest + fused Adam": ("fastest", [*mnist, "--accel=fused_adam"]),
-                "fastest + compile": ("fastest", [*mnist, "--accel=compile"]),
-                "fastest + bf16 autocast": ("fastest", [*mnist, "--precision=bf16-mixed"]),
-                "betavae": ("betavae", betavae_mlp),
-                "betavae bf16-mixed": ("betavae", [*betavae_mlp, "trainer.precision=bf16-mixed"]),
-            },
-            max(1, repeats - 2),
-            args.threads,
+            trainings.accelerations, max(1, repeats - 2), args.threads
         )
         print(table("\nOptional accelerations, MLP", results["mlp_accelerations"]))
 
-        sprites_file = render_sprites_file(root / "cache", sizes.conv_examples)
-        sprites = ["--network=conv", "--latent-dim=10", f"--sprites={sprites_file}", *epochs]
-        sprites_overrides = [
-            "data=sprites",
-            f"data.data_dir={root / 'cache'}",
-            f"data.num_examples={sizes.conv_examples}",
-        ]
-        betavae_conv = [
-            *sprites,
-            "--",
-            *betavae_overrides(sprites_overrides, sizes.epochs, "conv", 10),
-        ]
         print(f"\nConv VAE, {sizes.conv_examples} sprites 64x64")
-        results["conv_sprites"] = compare(
-            {
-                "betavae": ("betavae", betavae_conv),
-                "betavae channels_last": ("betavae", [*betavae_conv, "model.channels_last=true"]),
-                "fastest": ("fastest", sprites),
-                "fastest + channels_last": ("fastest", [*sprites, "--accel=channels_last"]),
-                "fastest + bf16 autocast": ("fastest", [*sprites, "--precision=bf16-mixed"]),
-            },
-            max(1, repeats - 3),
-            args.threads,
-        )
+        results["conv_sprites"] = compare(trainings.conv, max(1, repeats - 3), args.threads)
         print(table("\nConv VAE on 64x64 sprites", results["conv_sprites"]))
 
-        results["scaling"] = scaling(root / "cache", sizes, args.threads)
+        results["scaling"] = scaling(trainings.scaling, sizes, args.threads)
         results["startup_and_exit"] = startup_and_exit(root / "cache", repeats, args.threads)
     print_headline(results["mlp_mnist"])
     return results
 
 
-def small_data(root: Path, sizes: "Sizes", repeats: int, threads: int) -> dict:
-    """Short epochs, where what a run does around its steps (validation, checkpoints, logging,
-    pictures) weighs most: end to end, from the first step to the end of training, against the
-    fastest plain loop's training alone; and a bare LightningModule (validating every epoch) in
-    between, to tell Lightning's share of the difference from betavae's."""
+def small_data_trainings(root: Path, sizes: "Sizes") -> Contenders:
+    """Write the short runs' data; betavae, the bare LightningModule and the fastest loop on it."""
     write_data(root, sizes.small_train, sizes.small_test)
     plain = [f"--data={root}", f"--epochs={sizes.small_epochs}"]
     overrides = ["data=mnist", f"data.data_dir={root}", "data.num_workers=0"]
     betavae = [*plain, "--", *betavae_overrides(overrides, sizes.small_epochs, "mlp")]
+    return {
+        "betavae": ("betavae", betavae),
+        "lightning": ("lightning", plain),
+        "fastest": ("fastest", plain),
+    }
+
+
+def small_data(trainings: Contenders, sizes: "Sizes", repeats: int, threads: int) -> dict:
+    """Short epochs, where what a run does around its steps (validation, checkpoints, logging,
+    pictures) weighs most: end to end, from the first step to the end of training, against the
+    fastest plain loop's training alone; and a bare LightningModule (validating every epoch) in
+    between, to tell Lightning's share of the difference from betavae's."""
     images = round(sizes.small_train * TRAIN_FRACTION)
     print(
         f"\nSmall data: {images} MNIST-format training images, {sizes.small_epochs} epochs, "
         f"{threads} thread{'s' if threads > 1 else ''}"
     )
-    contenders = {"betavae": ("betavae", betavae), "lightning": ("lightning", plain)}
-    runs = compare({**contenders, "fastest": ("fastest", plain)}, repeats, threads)
+    runs = compare(trainings, repeats, threads)
     rates = {label: run["end_to_end_images_per_s"] for label, run in runs.items()}
     print(
         f"  end to end: betavae {rates['betavae']:.0f} images/s (validation, checkpoints, "
@@ -529,7 +580,7 @@ def small_data(root: Path, sizes: "Sizes", repeats: int, threads: int) -> dict:
         f"included), fastest loop {rates['fastest']:.0f} (training alone)"
     )
     ratios = {}
-    for label in contenders:
+    for label in ("betavae", "lightning"):
         each_repeat = [
             this / fastest
             for this, fastest in zip(
@@ -563,6 +614,11 @@ class Sizes:
     small_train, small_test, small_epochs = 4000, 600, 12
     scaling_examples = (1000, 4000, 16000, 64000)
     scaling_latents = (2, 8, 32, 128)
+
+    @property
+    def examples_for_latents(self) -> int:
+        """The number of sprites the latent sizes are compared on: the middle one."""
+        return self.scaling_examples[len(self.scaling_examples) // 2]
 
     @classmethod
     def quick(cls) -> "Sizes":
@@ -634,31 +690,39 @@ def _exit_after_last_line(overrides: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - last_line
 
 
-def scaling(data_dir: Path, sizes: Sizes, threads: int) -> dict:
-    """Seconds per training epoch of betavae's MLP on 28x28 sprites, by data and latent size."""
-
-    def epoch_seconds(num_examples: int, latent_dim: int) -> float:
+def scaling_trainings(data_dir: Path, sizes: "Sizes") -> dict[tuple[int, int], Training]:
+    """betavae's MLP on each number of 28x28 sprites (latent size LATENT_DIM), and on the
+    middle number with each latent size: (examples, latent size) -> the training. Each run
+    draws its sprites into `data_dir` (once per number: runs that need them at once wait)."""
+    sizes_and_latents = [(n, LATENT_DIM) for n in sizes.scaling_examples]
+    sizes_and_latents += [(sizes.examples_for_latents, d) for d in sizes.scaling_latents]
+    trainings = {}
+    for num_examples, latent_dim in sizes_and_latents:
         overrides = [
             "data=sprites",
             f"data.data_dir={data_dir}",
             "data.image_size=28",
             f"data.num_examples={num_examples}",
         ]
-        run = run_worker(
-            "betavae",
-            threads,
-            ["--", *betavae_overrides(overrides, 2, "mlp", latent_dim)],
-        )
-        return run["epoch_s"][-1]
+        run = ["--", *betavae_overrides(overrides, 2, "mlp", latent_dim)]
+        trainings[num_examples, latent_dim] = ("betavae", run)
+    return trainings
 
-    by_size = {n: epoch_seconds(n, LATENT_DIM) for n in sizes.scaling_examples}
-    middle = sizes.scaling_examples[len(sizes.scaling_examples) // 2]
-    by_latent = {d: epoch_seconds(middle, d) for d in sizes.scaling_latents}
+
+def scaling(trainings: dict[tuple[int, int], Training], sizes: "Sizes", threads: int) -> dict:
+    """Seconds per training epoch of betavae's MLP on 28x28 sprites, by data and latent size."""
+    seconds = {
+        key: result_of(worker, worker_args, threads)["epoch_s"][-1]
+        for key, (worker, worker_args) in trainings.items()
+    }
+    middle = sizes.examples_for_latents
+    by_size = {n: seconds[n, LATENT_DIM] for n in sizes.scaling_examples}
+    by_latent = {d: seconds[middle, d] for d in sizes.scaling_latents}
     print("\nbetavae MLP epoch time on 28x28 sprites (80% of them train)")
-    for n, seconds in by_size.items():
-        print(f"  {n:6} examples, latent {LATENT_DIM:3}: {seconds:6.2f} s/epoch")
-    for d, seconds in by_latent.items():
-        print(f"  {middle:6} examples, latent {d:3}: {seconds:6.2f} s/epoch")
+    for n, epoch_seconds in by_size.items():
+        print(f"  {n:6} examples, latent {LATENT_DIM:3}: {epoch_seconds:6.2f} s/epoch")
+    for d, epoch_seconds in by_latent.items():
+        print(f"  {middle:6} examples, latent {d:3}: {epoch_seconds:6.2f} s/epoch")
     return {
         "seconds_per_epoch_by_examples": by_size,
         "seconds_per_epoch_by_latent": by_latent,

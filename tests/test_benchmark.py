@@ -100,6 +100,33 @@ def test_the_cuda_graph_ceiling_says_why_it_is_skipped_without_a_gpu(throughput,
     )
 
 
+def test_each_repeat_starts_with_the_next_contender_and_keeps_the_repeats_paired(
+    throughput, monkeypatch
+):
+    """No contender always runs first or last, and the n-th result of each is from repeat n
+    (the ratios within each repeat pair them so)."""
+    order = []
+
+    def run_worker(worker: str, threads: int, worker_args: list[str]) -> dict:
+        order.append(worker)
+        return {
+            name: len(order)
+            for name in ("images_per_s", "end_to_end_images_per_s", "startup_s", "peak_rss_mb")
+        } | {"test_elbo": 0.0}
+
+    monkeypatch.setattr(throughput, "_QUICK_RUNS", None)
+    monkeypatch.setattr(throughput, "run_worker", run_worker)
+    contenders = {label: (label, []) for label in ("a", "b", "c")}
+    runs = throughput.compare(contenders, repeats=4, threads=1)
+    assert "".join(order) == "abc" + "bca" + "cab" + "abc"
+    assert list(runs) == ["a", "b", "c"]
+    assert [runs[label]["images_per_s_all"] for label in runs] == [
+        [1, 6, 8, 10],
+        [2, 4, 9, 11],
+        [3, 5, 7, 12],
+    ]
+
+
 @pytest.mark.parametrize("option", ["--repeats", "--threads"])
 def test_the_benchmark_refuses_fewer_than_one_repeat_or_thread_in_one_line(
     option, throughput, monkeypatch, capsys
