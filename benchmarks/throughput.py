@@ -439,8 +439,8 @@ def run_information(args: argparse.Namespace) -> dict:
 class Trainings:
     """Every training of the CPU benchmark, by part, planned before any runs: --quick runs them
     all in pairs at once (`run_quick_in_pairs`). Pairs part by part left a core idle at the end
-    of each part while its last training ran: 97 and 101 s for --quick on 2 cores, against 81
-    and 88 s for all at once, alternating in the same hour."""
+    of each part while its last training ran: 109 and 120 s for --quick on 2 cores, against 92
+    and 95 s for all at once, alternating in the same hour."""
 
     mlp: Contenders
     small_data: Contenders
@@ -449,15 +449,8 @@ class Trainings:
     scaling: dict[tuple[int, int], Training]  # (examples, latent size) -> training
 
     def every_one(self) -> list[Training]:
-        """Compiled contenders first: their compilation takes longest (20-30 s on 2 cores),
-        and the others train on the second core meanwhile."""
         parts = (self.mlp, self.small_data, self.accelerations, self.conv, self.scaling)
-        runs = [run for part in parts for run in part.values()]
-
-        def compiled(run: Training) -> bool:
-            return any(arg.removeprefix("--accel=") in COMPILE_MODES for arg in run[1])
-
-        return sorted(runs, key=lambda run: not compiled(run))
+        return [run for part in parts for run in part.values()]
 
 
 def plan_trainings(root: Path, sizes: "Sizes") -> Trainings:
