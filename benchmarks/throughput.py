@@ -213,15 +213,19 @@ def started(command: list[str], **options: Any) -> Iterator[subprocess.Popen]:
 Training = tuple[str, list[str]]
 Contenders = dict[str, Training]
 
-# --quick: every training's result by (worker, arguments), so that a contender that appears in
+# --quick: every training's result by `_quick_key`, so that a contender that appears in
 # several parts (the references) is trained once (`run_quick_in_pairs`).
 _QUICK_RUNS: dict[tuple[str, ...], dict] | None = None
+
+
+def _quick_key(worker: str, worker_args: list[str]) -> tuple[str, ...]:
+    return (worker, *worker_args)
 
 
 def result_of(worker: str, worker_args: list[str], threads: int) -> dict:
     """A training's result: run now, or under --quick, its one run (`run_quick_in_pairs`)."""
     if _QUICK_RUNS is not None:
-        return _QUICK_RUNS[(worker, *worker_args)]
+        return _QUICK_RUNS[_quick_key(worker, worker_args)]
     return run_worker(worker, threads, worker_args)
 
 
@@ -283,7 +287,7 @@ def compare(
 def run_quick_in_pairs(trainings: Iterable[Training]) -> None:
     """--quick: every training once, two at a time with one thread each, in the order given
     (its figures only show that every contender runs, so they need not run alone)."""
-    once = {(worker, *args): (worker, args) for worker, args in trainings}
+    once = {_quick_key(worker, args): (worker, args) for worker, args in trainings}
     print(f"\nTraining {len(once)} contenders, two at a time, one thread each", flush=True)
     began = time.perf_counter()
     pool = ThreadPoolExecutor(2)
