@@ -530,11 +530,13 @@ def drive(args: argparse.Namespace) -> dict:
                 trainings.small_data, sizes, repeats, args.threads
             )
 
-        print("\nOptional accelerations, MLP")
+        print(f"\nOptional accelerations of the MLP, {sizes.mnist_train} MNIST-format images")
         results["mlp_accelerations"] = compare(
             trainings.accelerations, max(1, repeats - 2), args.threads
         )
-        print(table("\nOptional accelerations, MLP", results["mlp_accelerations"]))
+        print(
+            table("\nOptional accelerations, MLP (median of repeats)", results["mlp_accelerations"])
+        )
 
         print(f"\nConv VAE, {sizes.conv_examples} sprites 64x64")
         results["conv_sprites"] = compare(trainings.conv, max(1, repeats - 3), args.threads)
