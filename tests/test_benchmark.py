@@ -127,6 +127,20 @@ def test_each_repeat_starts_with_the_next_contender_and_keeps_the_repeats_paired
     ]
 
 
+def test_the_results_name_the_cpu_model_and_its_vector_extensions_as_lscpu_does(throughput):
+    lscpu = dict(
+        line.split(":", 1) for line in subprocess.check_output(["lscpu"], text=True).splitlines()
+    )
+    flags = set(lscpu["Flags"].split())
+    expected = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+
+    cpu = throughput.cpu_of(Path("/proc/cpuinfo").read_text())
+
+    assert cpu == f"{lscpu['Model name'].strip()}, {' '.join(expected)}"
+    older = "model name\t: AMD EPYC 7B12\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert throughput.cpu_of(older) == "AMD EPYC 7B12, avx2"
+
+
 @pytest.mark.parametrize("option", ["--repeats", "--threads"])
 def test_the_benchmark_refuses_fewer_than_one_repeat_or_thread_in_one_line(
     option, throughput, monkeypatch, capsys
